@@ -1,0 +1,81 @@
+"""`make dev-server`: uvicorn serving the app, over an embedded fakeredis store when REDIS_URL is unset."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+from urllib.parse import urlsplit
+
+import uvicorn
+from starlette.applications import Starlette
+
+from .app import create_app
+from .settings import Settings, SettingsError
+from .store import Store
+
+logger = logging.getLogger("flipper")
+
+EMBEDDED_HOST = "127.0.0.1"
+EMBEDDED_PORT = 6379  # Redis's own port, so a bare `redis-cli` reaches the embedded store
+
+
+def start_embedded_store(port: int = EMBEDDED_PORT) -> str:
+    """Serve an in-process fakeredis over TCP, like a Redis server; return its URL.
+
+    Falls back to a free port when `port` is taken (by a real Redis, say).
+    """
+    from fakeredis import TcpFakeServer  # a development dependency: imported only when used
+
+    try:
+        server = TcpFakeServer((EMBEDDED_HOST, port), server_version=(7, 0))
+    except OSError:
+        server = TcpFakeServer((EMBEDDED_HOST, 0), server_version=(7, 0))
+    server.daemon_threads = True  # client threads must not keep the process alive at exit
+    threading.Thread(target=server.serve_forever, name="embedded-store", daemon=True).start()
+    return f"redis://{EMBEDDED_HOST}:{server.server_address[1]}"
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.hostname}:{parts.port or 6379}").geturl()
+
+
+def create() -> Starlette:
+    """The uvicorn factory: settings from the environment, one store, one app."""
+    settings = Settings.from_environ()
+    return create_app(Store.from_settings(settings), settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="flipper.devserver", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--reload", action="store_true", help="restart when the code changes")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_environ()
+    except SettingsError as exc:
+        sys.exit(f"flipper: {exc}")
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s:     %(message)s")
+    if settings.redis_url is None:
+        # Set for the factory, which may run in a reloader's child process.
+        os.environ["REDIS_URL"] = start_embedded_store()
+        logger.info("embedded store (fakeredis) listening on %s; REDIS_URL is not set", os.environ["REDIS_URL"])
+    else:
+        logger.info("using Redis at %s", _without_password(settings.redis_url))
+    uvicorn.run(
+        "flipper.devserver:create",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        reload=args.reload,
+        reload_dirs=[os.path.dirname(os.path.dirname(__file__))] if args.reload else None,
+        log_level=settings.log_level.lower(),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Configuration: read from the environment once, validated, typed and frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything Flipper reads from its environment.
+
+    Frozen: a value cannot change after start, so every request sees the same configuration.
+    """
+
+    redis_url: str | None = None
+    key_prefix: str = ""
+    connect_timeout: float = 0.25
+    command_timeout: float = 0.5
+    retry_after: int = 1
+    log_level: str = "INFO"
+    max_id_length: int = 256
+    max_groups: int = 32
+    max_query_length: int = 8192
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse and validate `environ` (default: `os.environ`); raise SettingsError naming the culprit."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            redis_url=_read(env, "REDIS_URL", _redis_url, defaults.redis_url),
+            key_prefix=env.get("FLIPPER_KEY_PREFIX", defaults.key_prefix),
+            connect_timeout=_read(env, "FLIPPER_CONNECT_TIMEOUT", _positive(float), defaults.connect_timeout),
+            command_timeout=_read(env, "FLIPPER_COMMAND_TIMEOUT", _positive(float), defaults.command_timeout),
+            retry_after=_read(env, "FLIPPER_RETRY_AFTER", _positive(int), defaults.retry_after),
+            log_level=_read(env, "LOG_LEVEL", _log_level, defaults.log_level),
+            max_id_length=_read(env, "FLIPPER_MAX_ID_LENGTH", _positive(int), defaults.max_id_length),
+            max_groups=_read(env, "FLIPPER_MAX_GROUPS", _positive(int), defaults.max_groups),
+            max_query_length=_read(env, "FLIPPER_MAX_QUERY_LENGTH", _positive(int), defaults.max_query_length),
+        )
+
+
+def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
+
+
+def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(raw: str) -> T:
+        value = kind(raw)
+        if not value > 0:  # type: ignore[operator]
+            raise ValueError("must be greater than zero")
+        return value
+
+    return parse
+
+
+def _redis_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError("must start with redis:// or rediss://")
+    # Reading .port raises ValueError for a malformed or out-of-range port.
+    if not parts.hostname or parts.port == 0:
+        raise ValueError("needs a host and a valid port")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in logging.getLevelNamesMapping():
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level

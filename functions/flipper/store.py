@@ -1,0 +1,92 @@
+"""The Redis side: one client, one Lua script, and the mapping of Redis failures to `StoreUnavailable`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis.asyncio
+from redis import exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .model import Context, enabled_features, flag_keys
+from .settings import Settings, SettingsError
+
+_LUA_NAME = "evaluate.lua"
+
+
+class StoreError(Exception):
+    """Redis answered with an error: a flag key that holds something other than a set, say."""
+
+
+class StoreUnavailable(StoreError):
+    """Redis could not be reached or did not answer in time; the request may be retried later."""
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Turn Redis being down, unreachable or hung into StoreUnavailable, and its error replies into StoreError."""
+    try:
+        yield
+    except (exceptions.ConnectionError, exceptions.TimeoutError) as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    except exceptions.ResponseError as exc:
+        raise StoreError(str(exc)) from exc
+
+
+def script_source() -> str:
+    """The evaluation script: packaged beside this module in a build, else the repository's `lua/`."""
+    packaged = Path(__file__).with_name("lua") / _LUA_NAME
+    path = packaged if packaged.exists() else Path(__file__).resolve().parents[2] / "lua" / _LUA_NAME
+    return path.read_text(encoding="utf-8")
+
+
+def client_from_settings(settings: Settings) -> redis.asyncio.Redis:
+    """A client that fails fast: short timeouts, and one immediate retry on a broken connection.
+
+    The retry covers a pooled connection that died with a Redis restart: the second attempt opens a
+    fresh one. Timeouts are not retried, so a hung Redis costs one command timeout, not several.
+    """
+    if settings.redis_url is None:
+        raise SettingsError("REDIS_URL is not set")
+    return redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.connect_timeout,
+        socket_timeout=settings.command_timeout,
+        retry=Retry(NoBackoff(), 1, supported_errors=(exceptions.ConnectionError,)),
+        decode_responses=True,
+    )
+
+
+class Store:
+    """Answers flag questions from Redis in one script call each.
+
+    The script is registered once; redis-py calls it by SHA and loads it again transparently when
+    Redis answers NOSCRIPT (its cache was emptied by a restart or a failover).
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, key_prefix: str = "") -> None:
+        self.client = client
+        self.key_prefix = key_prefix
+        self._evaluate = client.register_script(script_source())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        return cls(client_from_settings(settings), settings.key_prefix)
+
+    async def features(self, context: Context) -> list[str]:
+        """The features enabled for `context`, sorted by code point."""
+        keys = flag_keys(context, self.key_prefix)
+        with _store_errors():
+            members = await self._evaluate(keys=keys)
+        return enabled_features(members)
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless Redis answers a PING."""
+        with _store_errors():
+            await self.client.ping()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
