@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .query import parse_context
+from .model import evaluate_feature
+from .query import parse_context, parse_feature_query, path_name
 from .responses import JSONResponse, error_response
 from .settings import Settings
 from .store import Store, StoreError, StoreUnavailable
@@ -26,6 +27,15 @@ def create_app(store: Store, settings: Settings) -> Starlette:
     async def features(request: Request) -> Response:
         context = parse_context(request.scope["query_string"], settings)
         return JSONResponse({"features": await store.features(context)})
+
+    async def feature(request: Request) -> Response:
+        name = path_name(request.path_params["name"], "feature name", settings)
+        context, explain = parse_feature_query(request.scope["query_string"], settings)
+        evaluation = evaluate_feature(name, context, await store.key_members(context))
+        body = {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason}
+        if explain:
+            body.update(enabled_by=list(evaluation.enabled_by), disabled_by=list(evaluation.disabled_by))
+        return JSONResponse(body)
 
     async def health(request: Request) -> Response:
         await store.ping()
@@ -55,7 +65,11 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         await store.aclose()
 
     return Starlette(
-        routes=[Route("/", features, methods=["GET"]), Route("/health", health, methods=["GET"])],
+        routes=[
+            Route("/", features, methods=["GET"]),
+            Route("/features/{name:path}", feature, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ],
         exception_handlers={
             HTTPException: http_error,
             StoreUnavailable: store_unavailable,
