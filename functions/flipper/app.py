@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -12,7 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .model import evaluate_feature
+from . import ofrep
+from .caching import conditional
+from .model import evaluate_all, evaluate_feature
 from .query import parse_context, parse_feature_query, path_name
 from .responses import JSONResponse, error_response
 from .settings import Settings
@@ -26,7 +28,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
 
     async def features(request: Request) -> Response:
         context = parse_context(request.scope["query_string"], settings)
-        return JSONResponse({"features": await store.features(context)})
+        return conditional(request, JSONResponse({"features": await store.features(context)}), settings.cache_control)
 
     async def feature(request: Request) -> Response:
         name = path_name(request.path_params["name"], "feature name", settings)
@@ -35,29 +37,49 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         body = {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason}
         if explain:
             body.update(enabled_by=list(evaluation.enabled_by), disabled_by=list(evaluation.disabled_by))
-        return JSONResponse(body)
+        return conditional(request, JSONResponse(body), settings.cache_control)
+
+    async def ofrep_flag(request: Request) -> Response:
+        key = ofrep.flag_key(request, settings)
+        context = await ofrep.read_context(request, settings, key)
+        return JSONResponse(ofrep.evaluation(evaluate_feature(key, context, await store.key_members(context))))
+
+    async def ofrep_flags(request: Request) -> Response:
+        context = await ofrep.read_context(request, settings)
+        flags = [ofrep.evaluation(result) for result in evaluate_all(context, await store.key_members(context))]
+        return conditional(request, JSONResponse({"flags": flags}), settings.cache_control)
 
     async def health(request: Request) -> Response:
         await store.ping()
         return JSONResponse({"status": "ok"})
 
+    def error(request: Request, status_code: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+        """Flipper's `{"error": ...}`, or OFREP's `{"errorCode": "GENERAL", ...}` on OFREP's paths."""
+        if ofrep.is_ofrep(request):
+            return ofrep.error_response(status_code, ofrep.GENERAL, message, headers=headers)
+        return error_response(status_code, message, headers)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error_response(exc.status_code, exc.detail, exc.headers)
+        return error(request, exc.status_code, exc.detail, exc.headers)
+
+    async def ofrep_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ofrep.OFREPError)
+        return ofrep.error_response(exc.status_code, exc.code, exc.details, exc.key)
 
     async def store_unavailable(request: Request, exc: Exception) -> Response:
         logger.warning("store unavailable: %s", exc)
-        return error_response(
-            503, "the flag store is unavailable; retry later", {"Retry-After": str(settings.retry_after)}
+        return error(
+            request, 503, "the flag store is unavailable; retry later", {"Retry-After": str(settings.retry_after)}
         )
 
     async def store_error(request: Request, exc: Exception) -> Response:
         logger.error("store error: %s", exc)
-        return error_response(500, "the flag store answered with an error")
+        return error(request, 500, "the flag store answered with an error")
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s", request.url.path)
-        return error_response(500, "internal error")
+        return error(request, 500, "internal error")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -69,9 +91,12 @@ def create_app(store: Store, settings: Settings) -> Starlette:
             Route("/", features, methods=["GET"]),
             Route("/features/{name:path}", feature, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/ofrep/v1/evaluate/flags/{key:path}", ofrep_flag, methods=["POST"]),
+            Route("/ofrep/v1/evaluate/flags", ofrep_flags, methods=["POST"]),
         ],
         exception_handlers={
             HTTPException: http_error,
+            ofrep.OFREPError: ofrep_error,
             StoreUnavailable: store_unavailable,
             StoreError: store_error,
             Exception: internal_error,

@@ -47,7 +47,7 @@ def _parse(query_string: bytes, settings: Settings, extra: tuple[str, ...]) -> t
             names = ", ".join(expected[:-1]) + " or " + expected[-1]
             raise HTTPException(400, f"unknown query parameter {name!r}; expected {names}")
         what = f"query parameter {name!r}"
-        values[name].append(_identifier(what, _decode(raw_value, what), settings))
+        values[name].append(identifier(what, _decode(raw_value, what), settings))
     for name in (*_SINGLE, *extra):
         if len(values[name]) > 1:
             raise HTTPException(400, f"query parameter {name!r} is given {len(values[name])} times; at most once")
@@ -70,7 +70,7 @@ def path_name(name: str, what: str, settings: Settings) -> str:
     """
     if "\ufffd" in name:
         raise HTTPException(400, f"{what} is not valid UTF-8")
-    return _identifier(what, name, settings)
+    return identifier(what, name, settings)
 
 
 def _pairs(query_string: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -88,7 +88,7 @@ def _decode(raw: bytes, what: str) -> str:
         raise HTTPException(400, f"{what} is not valid UTF-8") from None
 
 
-def _identifier(what: str, value: str, settings: Settings) -> str:
+def identifier(what: str, value: str, settings: Settings) -> str:
     if not value:
         raise HTTPException(400, f"{what} is empty")
     if len(value) > settings.max_id_length:
