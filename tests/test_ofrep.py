@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from conftest import RedisServer
 from test_store import write
 
+from flipper.app import create_app
 from flipper.settings import Settings
 from flipper.store import Store
 
@@ -128,3 +130,19 @@ async def test_other_errors_take_the_ofrep_shape(client: httpx.AsyncClient, stor
         500,
         {"errorCode": "GENERAL", "errorDetails": "the flag store answered with an error"},
     )
+
+
+async def test_store_down_is_a_503_with_retry_after(own_redis_server: RedisServer) -> None:
+    settings = Settings(redis_url=own_redis_server.url, retry_after=7)
+    app = create_app(Store.from_settings(settings), settings)
+    own_redis_server.kill()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://flipper.test") as client:
+        for path in (SINGLE + "f", BULK):
+            response = await client.post(path, json={})
+            assert (response.status_code, response.headers["retry-after"]) == (503, "7")
+            assert response.json() == {
+                "errorCode": "GENERAL",
+                "errorDetails": "the flag store is unavailable; retry later",
+            }
+        response = await client.get("/features/f")
+        assert (response.status_code, response.json()) == (503, {"error": "the flag store is unavailable; retry later"})
