@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator, Mapping
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from . import ofrep
+from .auth import APIKeyMiddleware, api_keys
 from .caching import conditional
 from .model import evaluate_all, evaluate_feature
 from .query import parse_context, parse_feature_query, path_name
@@ -24,7 +27,11 @@ logger = logging.getLogger("flipper")
 
 
 def create_app(store: Store, settings: Settings) -> Starlette:
-    """Build the app around an existing store; the caller decides where the store comes from."""
+    """Build the app around an existing store; the caller decides where the store comes from.
+
+    API keys in a secret are fetched here, once: a request never waits for Secrets Manager.
+    """
+    keys = api_keys(settings)
 
     async def features(request: Request) -> Response:
         context = parse_context(request.scope["query_string"], settings)
@@ -81,6 +88,24 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         logger.exception("unhandled error on %s", request.url.path)
         return error(request, 500, "internal error")
 
+    def unauthorized(request: Request, message: str) -> Response:
+        return error(request, 401, message, {"WWW-Authenticate": "Bearer"})
+
+    middleware = []
+    if settings.cors_origins:  # outermost, so that a browser's preflight needs no key
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "X-API-Key", "Content-Type", "If-None-Match"],
+                expose_headers=["ETag", "Retry-After"],
+                max_age=600,
+            )
+        )
+    if keys:
+        middleware.append(Middleware(APIKeyMiddleware, keys=keys, reject=unauthorized))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
@@ -101,5 +126,6 @@ def create_app(store: Store, settings: Settings) -> Starlette:
             StoreError: store_error,
             Exception: internal_error,
         },
+        middleware=middleware,
         lifespan=lifespan,
     )
