@@ -65,6 +65,7 @@ async def test_a_missing_or_wrong_key_is_a_401(
 @pytest.mark.parametrize("settings", [KEYED])
 async def test_health_and_the_api_document_stay_open(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health")).status_code == 200
+    assert (await client.get("/openapi.json")).json()["openapi"] == "3.1.0"
 
 
 async def test_no_keys_configured_means_open(client: httpx.AsyncClient) -> None:

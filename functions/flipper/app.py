@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 from starlette.applications import Starlette
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import ofrep
+from . import ofrep, openapi
 from .auth import APIKeyMiddleware, api_keys
 from .caching import conditional
 from .model import evaluate_all, evaluate_feature
@@ -24,6 +25,15 @@ from .settings import Settings
 from .store import Store, StoreError, StoreUnavailable
 
 logger = logging.getLogger("flipper")
+
+
+class NameConvertor(PathConvertor):
+    """A flag name in a path: the rest of it, slashes and line breaks included (`path` stops at a line break)."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("name", NameConvertor())
 
 
 def create_app(store: Store, settings: Settings) -> Starlette:
@@ -55,6 +65,11 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         context = await ofrep.read_context(request, settings)
         flags = [ofrep.evaluation(result) for result in evaluate_all(context, await store.key_members(context))]
         return conditional(request, JSONResponse({"flags": flags}), settings.cache_control)
+
+    api_document = JSONResponse(openapi.document(settings, secured=bool(keys))).body
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(api_document, media_type="application/json")
 
     async def health(request: Request) -> Response:
         await store.ping()
@@ -114,9 +129,10 @@ def create_app(store: Store, settings: Settings) -> Starlette:
     return Starlette(
         routes=[
             Route("/", features, methods=["GET"]),
-            Route("/features/{name:path}", feature, methods=["GET"]),
+            Route("/features/{name:name}", feature, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
-            Route("/ofrep/v1/evaluate/flags/{key:path}", ofrep_flag, methods=["POST"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            Route("/ofrep/v1/evaluate/flags/{key:name}", ofrep_flag, methods=["POST"]),
             Route("/ofrep/v1/evaluate/flags", ofrep_flags, methods=["POST"]),
         ],
         exception_handlers={
