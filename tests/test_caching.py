@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from test_store import write
 
 from flipper.caching import etag
 from flipper.settings import Settings
 from flipper.store import Store
+from tests.test_store import write
 
 
 async def test_get_root_has_an_etag_of_its_body(client: httpx.AsyncClient, store: Store) -> None:

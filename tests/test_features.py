@@ -5,11 +5,11 @@ from __future__ import annotations
 import httpx
 import pytest
 from hypothesis import given
-from test_store import CONTEXTS, FLAG_DATA, Flags, write
 
 from flipper.model import Context, enabled_features, evaluate_all, evaluate_feature, flag_keys
 from flipper.settings import Settings
 from flipper.store import Store
+from tests.test_store import CONTEXTS, FLAG_DATA, Flags, write
 
 
 async def test_reasons_and_explain(client: httpx.AsyncClient, store: Store) -> None:

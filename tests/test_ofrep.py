@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import RedisServer
-from test_store import write
 
 from flipper.app import create_app
 from flipper.settings import Settings
 from flipper.store import Store
+from tests.redis_server import RedisServer
+from tests.test_store import write
 
 SINGLE = "/ofrep/v1/evaluate/flags/"
 BULK = "/ofrep/v1/evaluate/flags"

@@ -6,7 +6,6 @@ import httpx
 import pytest
 import redis
 import schemathesis
-from conftest import RedisServer
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
@@ -22,6 +21,7 @@ from flipper.app import create_app
 from flipper.openapi import document
 from flipper.settings import Settings
 from flipper.store import Store
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture

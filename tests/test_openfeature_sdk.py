@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from conftest import RedisServer
 from openfeature import api
 from openfeature.client import OpenFeatureClient
 from openfeature.contrib.provider.ofrep import OFREPProvider
@@ -15,6 +14,7 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
 from flipper.settings import Settings
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture

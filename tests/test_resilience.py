@@ -1,0 +1,86 @@
+"""A real redis-server killed, restarted with an empty script cache, and hung: fast JSON 503s, then right answers."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis
+
+from flipper.app import create_app
+from flipper.settings import Settings
+from flipper.store import Store
+from tests.redis_server import RedisServer
+
+# "About a second": the defaults (0.25 s connect, 0.5 s command timeout) must answer well within it.
+BOUND_SECONDS = 1.0
+
+
+def seed(server: RedisServer) -> None:
+    with redis.Redis(port=server.port) as writer:
+        writer.sadd("version:v1:positive", "feature_A", "feature_B")
+        writer.sadd("group:g1:negative", "feature_B")
+
+
+@pytest.fixture
+async def app_client(own_redis_server: RedisServer) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(redis_url=own_redis_server.url)
+    store = Store.from_settings(settings)
+    transport = httpx.ASGITransport(app=create_app(store, settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://flipper.test") as client:
+        yield client
+    await store.aclose()
+
+
+async def timed_get(client: httpx.AsyncClient, url: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = await client.get(url)
+    return response, time.monotonic() - started
+
+
+async def assert_unavailable(client: httpx.AsyncClient, url: str) -> None:
+    response, elapsed = await timed_get(client, url)
+    assert response.status_code == 503
+    assert response.json() == {"error": "the flag store is unavailable; retry later"}
+    assert response.headers["retry-after"] == "1"
+    assert elapsed < BOUND_SECONDS
+
+
+async def test_redis_down_answers_fast_json_503(app_client: httpx.AsyncClient, own_redis_server: RedisServer) -> None:
+    seed(own_redis_server)
+    assert (await app_client.get("/?version=v1")).status_code == 200
+    own_redis_server.kill()
+    await assert_unavailable(app_client, "/?version=v1")
+    await assert_unavailable(app_client, "/health")
+
+
+async def test_restart_with_empty_script_cache_costs_no_failed_request(
+    app_client: httpx.AsyncClient, own_redis_server: RedisServer
+) -> None:
+    seed(own_redis_server)
+    assert (await app_client.get("/?version=v1&group=g1")).json() == {"features": ["feature_A"]}
+    own_redis_server.kill()
+    own_redis_server.start()  # same port; no data and no scripts survive
+    seed(own_redis_server)
+    # The pooled connection is dead and the script unknown: the first request must still succeed.
+    response = await app_client.get("/?version=v1&group=g1")
+    assert (response.status_code, response.json()) == (200, {"features": ["feature_A"]})
+    assert (await app_client.get("/health")).status_code == 200
+
+
+async def test_hung_redis_is_bounded_by_the_command_timeout_then_recovers(
+    app_client: httpx.AsyncClient, own_redis_server: RedisServer
+) -> None:
+    seed(own_redis_server)
+    assert (await app_client.get("/?version=v1")).status_code == 200
+    own_redis_server.signal(signal.SIGSTOP)
+    try:
+        await assert_unavailable(app_client, "/?version=v1")
+        await assert_unavailable(app_client, "/health")
+    finally:
+        own_redis_server.signal(signal.SIGCONT)
+    response = await app_client.get("/?version=v1")
+    assert (response.status_code, response.json()) == (200, {"features": ["feature_A", "feature_B"]})
