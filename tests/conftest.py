@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import fakeredis
 import httpx
 import pytest
+import redis
+import uvicorn
 
 from flipper.app import create_app
 from flipper.settings import Settings
 from flipper.store import Store
-from tests.redis_server import RedisServer, skip_without
+from tests.redis_server import RedisServer, free_port, skip_without
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +58,27 @@ async def client(store: Store, settings: Settings) -> AsyncIterator[httpx.AsyncC
     transport = httpx.ASGITransport(app=create_app(store, settings))
     async with httpx.AsyncClient(transport=transport, base_url="http://flipper.test") as client:
         yield client
+
+
+@pytest.fixture
+def live_url(redis_server: RedisServer, settings: Settings) -> Iterator[str]:
+    """The app served by a real uvicorn on a free loopback port, over the (emptied) session redis-server.
+
+    For clients that speak HTTP themselves (the OpenFeature provider uses `requests`), and schemathesis.
+    """
+    redis.Redis(port=redis_server.port).flushall()
+    store = Store.from_settings(dataclasses.replace(settings, redis_url=redis_server.url))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(store, settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="live-server")
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"uvicorn did not start on port {port}")
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join()

@@ -26,6 +26,11 @@ def test_every_variable_is_read() -> None:
             "FLIPPER_MAX_ID_LENGTH": "64",
             "FLIPPER_MAX_GROUPS": "4",
             "FLIPPER_MAX_QUERY_LENGTH": "1024",
+            "FLIPPER_MAX_BODY_LENGTH": "100",
+            "FLIPPER_CACHE_CONTROL": "private, max-age=5",
+            "FLIPPER_CORS_ORIGINS": "https://app.example, http://localhost:3000",
+            "FLIPPER_API_KEYS": " k1,k2 ,",
+            "FLIPPER_API_KEYS_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:flipper-keys",
         }
     )
     assert settings == Settings(
@@ -38,7 +43,13 @@ def test_every_variable_is_read() -> None:
         max_id_length=64,
         max_groups=4,
         max_query_length=1024,
+        max_body_length=100,
+        cache_control="private, max-age=5",
+        cors_origins=("https://app.example", "http://localhost:3000"),
+        api_keys=("k1", "k2"),
+        api_keys_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:flipper-keys",
     )
+    assert "k1" not in repr(settings)
 
 
 @pytest.mark.parametrize(
@@ -52,6 +63,12 @@ def test_every_variable_is_read() -> None:
         ("FLIPPER_RETRY_AFTER", "1.5", "FLIPPER_RETRY_AFTER='1.5' is invalid"),
         ("FLIPPER_MAX_GROUPS", "-1", "FLIPPER_MAX_GROUPS='-1' is invalid: must be greater than zero"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL='LOUD' is invalid: must be one of"),
+        ("FLIPPER_CACHE_CONTROL", "café", "FLIPPER_CACHE_CONTROL='café' is invalid: must be printable ASCII"),
+        ("FLIPPER_CORS_ORIGINS", "app.example", "FLIPPER_CORS_ORIGINS='app.example' is invalid: 'app.example' is not"),
+        ("FLIPPER_CORS_ORIGINS", "https://a.example/path", "FLIPPER_CORS_ORIGINS='https://a.example/path' is"),
+        ("FLIPPER_API_KEYS_SECRET_ARN", "flipper-keys", "FLIPPER_API_KEYS_SECRET_ARN='flipper-keys' is invalid"),
+        ("FLIPPER_MAX_BODY_LENGTH", "0", "FLIPPER_MAX_BODY_LENGTH='0' is invalid"),
+        ("FLIPPER_API_KEYS", " , ", "FLIPPER_API_KEYS is invalid: names no key"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, message: str) -> None:
@@ -62,3 +79,10 @@ def test_bad_value_names_the_variable(name: str, value: str, message: str) -> No
 def test_settings_refuse_late_changes() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Settings().key_prefix = "late:"  # type: ignore[misc]
+
+
+def test_a_bad_api_key_is_not_repeated() -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_environ({"FLIPPER_API_KEYS": "good,sec ret"})
+    assert "sec ret" not in str(raised.value)
+    assert str(raised.value).startswith("FLIPPER_API_KEYS is invalid: a key is not printable ASCII")

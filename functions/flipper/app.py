@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from starlette.applications import Starlette
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .query import parse_context
+from . import ofrep, openapi
+from .auth import APIKeyMiddleware, api_keys
+from .caching import conditional
+from .model import evaluate_all, evaluate_feature
+from .query import parse_context, parse_feature_query, path_name
 from .responses import JSONResponse, error_response
 from .settings import Settings
 from .store import Store, StoreError, StoreUnavailable
@@ -20,34 +27,99 @@ from .store import Store, StoreError, StoreUnavailable
 logger = logging.getLogger("flipper")
 
 
+class NameConvertor(PathConvertor):
+    """A flag name in a path: the rest of it, slashes and line breaks included (`path` stops at a line break)."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("name", NameConvertor())
+
+
 def create_app(store: Store, settings: Settings) -> Starlette:
-    """Build the app around an existing store; the caller decides where the store comes from."""
+    """Build the app around an existing store; the caller decides where the store comes from.
+
+    API keys in a secret are fetched here, once: a request never waits for Secrets Manager.
+    """
+    keys = api_keys(settings)
 
     async def features(request: Request) -> Response:
         context = parse_context(request.scope["query_string"], settings)
-        return JSONResponse({"features": await store.features(context)})
+        return conditional(request, JSONResponse({"features": await store.features(context)}), settings.cache_control)
+
+    async def feature(request: Request) -> Response:
+        name = path_name(request.path_params["name"], "feature name", settings)
+        context, explain = parse_feature_query(request.scope["query_string"], settings)
+        evaluation = evaluate_feature(name, context, await store.key_members(context))
+        body = {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason}
+        if explain:
+            body.update(enabled_by=list(evaluation.enabled_by), disabled_by=list(evaluation.disabled_by))
+        return conditional(request, JSONResponse(body), settings.cache_control)
+
+    async def ofrep_flag(request: Request) -> Response:
+        key = ofrep.flag_key(request, settings)
+        context = await ofrep.read_context(request, settings, key)
+        return JSONResponse(ofrep.evaluation(evaluate_feature(key, context, await store.key_members(context))))
+
+    async def ofrep_flags(request: Request) -> Response:
+        context = await ofrep.read_context(request, settings)
+        flags = [ofrep.evaluation(result) for result in evaluate_all(context, await store.key_members(context))]
+        return conditional(request, JSONResponse({"flags": flags}), settings.cache_control)
+
+    api_document = JSONResponse(openapi.document(settings, secured=bool(keys))).body
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(api_document, media_type="application/json")
 
     async def health(request: Request) -> Response:
         await store.ping()
         return JSONResponse({"status": "ok"})
 
+    def error(request: Request, status_code: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+        """Flipper's `{"error": ...}`, or OFREP's `{"errorCode": "GENERAL", ...}` on OFREP's paths."""
+        if ofrep.is_ofrep(request):
+            return ofrep.error_response(status_code, ofrep.GENERAL, message, headers=headers)
+        return error_response(status_code, message, headers)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error_response(exc.status_code, exc.detail, exc.headers)
+        return error(request, exc.status_code, exc.detail, exc.headers)
+
+    async def ofrep_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ofrep.OFREPError)
+        return ofrep.error_response(exc.status_code, exc.code, exc.details, exc.key)
 
     async def store_unavailable(request: Request, exc: Exception) -> Response:
         logger.warning("store unavailable: %s", exc)
-        return error_response(
-            503, "the flag store is unavailable; retry later", {"Retry-After": str(settings.retry_after)}
+        return error(
+            request, 503, "the flag store is unavailable; retry later", {"Retry-After": str(settings.retry_after)}
         )
 
     async def store_error(request: Request, exc: Exception) -> Response:
         logger.error("store error: %s", exc)
-        return error_response(500, "the flag store answered with an error")
+        return error(request, 500, "the flag store answered with an error")
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s", request.url.path)
-        return error_response(500, "internal error")
+        return error(request, 500, "internal error")
+
+    def unauthorized(request: Request, message: str) -> Response:
+        return error(request, 401, message, {"WWW-Authenticate": "Bearer"})
+
+    middleware = []
+    if settings.cors_origins:  # outermost, so that a browser's preflight needs no key
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "X-API-Key", "Content-Type", "If-None-Match"],
+                expose_headers=["ETag", "Retry-After"],
+                max_age=600,
+            )
+        )
+    if keys:
+        middleware.append(Middleware(APIKeyMiddleware, keys=keys, reject=unauthorized))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -55,12 +127,21 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         await store.aclose()
 
     return Starlette(
-        routes=[Route("/", features, methods=["GET"]), Route("/health", health, methods=["GET"])],
+        routes=[
+            Route("/", features, methods=["GET"]),
+            Route("/features/{name:name}", feature, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            Route("/ofrep/v1/evaluate/flags/{key:name}", ofrep_flag, methods=["POST"]),
+            Route("/ofrep/v1/evaluate/flags", ofrep_flags, methods=["POST"]),
+        ],
         exception_handlers={
             HTTPException: http_error,
+            ofrep.OFREPError: ofrep_error,
             StoreUnavailable: store_unavailable,
             StoreError: store_error,
             Exception: internal_error,
         },
+        middleware=middleware,
         lifespan=lifespan,
     )

@@ -9,7 +9,7 @@ entity's key.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 POSITIVE = "positive"
 NEGATIVE = "negative"
@@ -49,3 +49,52 @@ def enabled_features(members: Sequence[Iterable[str]]) -> list[str]:
     enabled = set().union(*members[:half])
     enabled.difference_update(*members[half:])
     return sorted(enabled)
+
+
+# Why a flag has its value, in OpenFeature's words: only global sets name it, a version, group or user
+# set names it, or no set of the caller's names it (so it is simply off: the store has no flag registry).
+STATIC = "STATIC"
+TARGETING_MATCH = "TARGETING_MATCH"
+DEFAULT = "DEFAULT"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One flag for one caller: its value, the reason, and the keys that enabled and disabled it."""
+
+    feature: str
+    enabled: bool
+    reason: str
+    enabled_by: tuple[str, ...] = ()
+    disabled_by: tuple[str, ...] = ()
+
+
+def _evaluation(feature: str, enabled_by: list[str], disabled_by: list[str]) -> Evaluation:
+    targeted = any(not key.startswith("global:") for key in enabled_by + disabled_by)
+    return Evaluation(
+        feature,
+        enabled=bool(enabled_by) and not disabled_by,
+        reason=TARGETING_MATCH if targeted else STATIC,
+        enabled_by=tuple(enabled_by),
+        disabled_by=tuple(disabled_by),
+    )
+
+
+def evaluate_all(context: Context, members: Sequence[Collection[str]]) -> list[Evaluation]:
+    """Every feature named in any of the context's sets, on or off, sorted by code point.
+
+    `members` are those of `flag_keys(context)`, in that order; keys are reported without the prefix.
+    """
+    keys = flag_keys(context)
+    half = len(keys) // 2
+    naming: dict[str, tuple[list[str], list[str]]] = {}
+    for index, (key, names) in enumerate(zip(keys, members, strict=True)):
+        for feature in names:
+            naming.setdefault(feature, ([], []))[index >= half].append(key)
+    return [_evaluation(feature, *naming[feature]) for feature in sorted(naming)]
+
+
+def evaluate_feature(feature: str, context: Context, members: Sequence[Collection[str]]) -> Evaluation:
+    """One feature, from the same members; off with reason DEFAULT when no set of the context names it."""
+    only = [(feature,) if feature in names else () for names in members]
+    return next(iter(evaluate_all(context, only)), Evaluation(feature, enabled=False, reason=DEFAULT))

@@ -11,7 +11,8 @@ from .model import Context
 from .settings import Settings
 
 _SINGLE = ("version", "user")
-_KNOWN = (*_SINGLE, "group")
+_KNOWN = ("version", "group", "user")
+_BOOLEANS = {"true": True, "false": False}
 
 
 def parse_context(query_string: bytes, settings: Settings) -> Context:
@@ -20,27 +21,56 @@ def parse_context(query_string: bytes, settings: Settings) -> Context:
     Parsing the raw bytes (not a pre-decoded string) lets invalid UTF-8 be refused instead of being
     replaced by U+FFFD, which could make two different identifiers read the same keys.
     """
+    return _parse(query_string, settings, ())[0]
+
+
+def parse_feature_query(query_string: bytes, settings: Settings) -> tuple[Context, bool]:
+    """`GET /features/{name}`'s query: the context, and whether `explain=true` asks for the deciding keys."""
+    context, extra = _parse(query_string, settings, ("explain",))
+    raw = extra.get("explain", "false")
+    if raw not in _BOOLEANS:
+        raise HTTPException(400, f"query parameter 'explain' is {raw!r}; expected true or false")
+    return context, _BOOLEANS[raw]
+
+
+def _parse(query_string: bytes, settings: Settings, extra: tuple[str, ...]) -> tuple[Context, dict[str, str]]:
+    """The context, and the value of each `extra` single-valued parameter that is given."""
     if len(query_string) > settings.max_query_length:
         raise HTTPException(
             414, f"query string is {len(query_string)} bytes long; the limit is {settings.max_query_length}"
         )
-    values: dict[str, list[str]] = {name: [] for name in _KNOWN}
+    expected = (*_KNOWN, *extra)
+    values: dict[str, list[str]] = {name: [] for name in expected}
     for raw_name, raw_value in _pairs(query_string):
         name = _decode(raw_name, "a query parameter name")
         if name not in values:
-            raise HTTPException(400, f"unknown query parameter {name!r}; expected version, group or user")
-        values[name].append(_identifier(name, _decode(raw_value, f"query parameter {name!r}"), settings))
-    for name in _SINGLE:
+            names = ", ".join(expected[:-1]) + " or " + expected[-1]
+            raise HTTPException(400, f"unknown query parameter {name!r}; expected {names}")
+        what = f"query parameter {name!r}"
+        values[name].append(identifier(what, _decode(raw_value, what), settings))
+    for name in (*_SINGLE, *extra):
         if len(values[name]) > 1:
             raise HTTPException(400, f"query parameter {name!r} is given {len(values[name])} times; at most once")
     groups = tuple(dict.fromkeys(values["group"]))  # one entity per group, in the order given
     if len(groups) > settings.max_groups:
         raise HTTPException(400, f"{len(groups)} groups given; the limit is {settings.max_groups}")
-    return Context(
+    context = Context(
         version=next(iter(values["version"]), None),
         groups=groups,
         user=next(iter(values["user"]), None),
     )
+    return context, {name: values[name][0] for name in extra if values[name]}
+
+
+def path_name(name: str, what: str, settings: Settings) -> str:
+    """A flag name taken from the path, checked like an identifier.
+
+    Servers decode the path's percent-escapes with invalid UTF-8 replaced by U+FFFD; refusing that
+    character keeps two different raw names from reading as one.
+    """
+    if "\ufffd" in name:
+        raise HTTPException(400, f"{what} is not valid UTF-8")
+    return identifier(what, name, settings)
 
 
 def _pairs(query_string: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -58,11 +88,9 @@ def _decode(raw: bytes, what: str) -> str:
         raise HTTPException(400, f"{what} is not valid UTF-8") from None
 
 
-def _identifier(name: str, value: str, settings: Settings) -> str:
+def identifier(what: str, value: str, settings: Settings) -> str:
     if not value:
-        raise HTTPException(400, f"query parameter {name!r} is empty")
+        raise HTTPException(400, f"{what} is empty")
     if len(value) > settings.max_id_length:
-        raise HTTPException(
-            400, f"query parameter {name!r} is {len(value)} characters long; the limit is {settings.max_id_length}"
-        )
+        raise HTTPException(400, f"{what} is {len(value)} characters long; the limit is {settings.max_id_length}")
     return value

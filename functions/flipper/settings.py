@@ -32,6 +32,11 @@ class Settings:
     max_id_length: int = 256
     max_groups: int = 32
     max_query_length: int = 8192
+    max_body_length: int = 8192
+    cache_control: str = "no-cache"  # clients may store answers but must revalidate them (ETag) before use
+    cors_origins: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    api_keys_secret_arn: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -48,17 +53,23 @@ class Settings:
             max_id_length=_read(env, "FLIPPER_MAX_ID_LENGTH", _positive(int), defaults.max_id_length),
             max_groups=_read(env, "FLIPPER_MAX_GROUPS", _positive(int), defaults.max_groups),
             max_query_length=_read(env, "FLIPPER_MAX_QUERY_LENGTH", _positive(int), defaults.max_query_length),
+            max_body_length=_read(env, "FLIPPER_MAX_BODY_LENGTH", _positive(int), defaults.max_body_length),
+            cache_control=_read(env, "FLIPPER_CACHE_CONTROL", _header_value, defaults.cache_control),
+            cors_origins=_read(env, "FLIPPER_CORS_ORIGINS", _origins, defaults.cors_origins),
+            api_keys=_read(env, "FLIPPER_API_KEYS", parse_api_keys, defaults.api_keys, secret=True),
+            api_keys_secret_arn=_read(env, "FLIPPER_API_KEYS_SECRET_ARN", _arn, defaults.api_keys_secret_arn),
         )
 
 
-def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
+def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T, *, secret: bool = False) -> T:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         return parse(raw)
     except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
+        shown = "" if secret else f"={raw!r}"  # a secret's value must not reach the logs
+        raise SettingsError(f"{name}{shown} is invalid: {exc}") from None
 
 
 def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
@@ -86,3 +97,35 @@ def _log_level(raw: str) -> str:
     if level not in logging.getLevelNamesMapping():
         raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
     return level
+
+
+def _header_value(raw: str) -> str:
+    if not raw.isprintable() or not raw.isascii():
+        raise ValueError("must be printable ASCII, as an HTTP header value")
+    return raw
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    """Comma-separated origins (`https://app.example`, `http://localhost:3000`), or `*` for any."""
+    origins = tuple(origin.strip() for origin in raw.split(",") if origin.strip())
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname or parts.path):
+            raise ValueError(f"{origin!r} is not an origin such as https://app.example or *")
+    return origins
+
+
+def parse_api_keys(raw: str) -> tuple[str, ...]:
+    """Comma-separated API keys, blanks around them ignored; from the environment or a secret's value."""
+    keys = tuple(key.strip() for key in raw.split(",") if key.strip())
+    if not keys:
+        raise ValueError("names no key")
+    if not all(key.isascii() and key.isprintable() and " " not in key for key in keys):
+        raise ValueError("a key is not printable ASCII without spaces, so no request header could carry it")
+    return keys
+
+
+def _arn(raw: str) -> str:
+    if not raw.startswith("arn:") or raw.count(":") < 6:
+        raise ValueError("must be a Secrets Manager ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)")
+    return raw

@@ -83,6 +83,14 @@ class Store:
             members = await self._evaluate(keys=keys)
         return enabled_features(members)
 
+    async def key_members(self, context: Context) -> list[list[str]]:
+        """The members of each of `flag_keys(context)`, in that order, from the same one script call.
+
+        What reasons and explanations are computed from (`model.evaluate_all`, `model.evaluate_feature`).
+        """
+        with _store_errors():
+            return await self._evaluate(keys=flag_keys(context, self.key_prefix))
+
     async def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers a PING."""
         with _store_errors():

@@ -1,0 +1,110 @@
+"""The OpenFeature Remote Evaluation Protocol (OFREP v0.3): its request context in, its evaluations out.
+
+Any OpenFeature SDK's generic OFREP provider can then use Flipper. Context mapping: `targetingKey` is the
+user, `version` the version, `group` one group or a list of groups; other fields are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from .model import Context, Evaluation
+from .query import identifier, path_name
+from .responses import JSONResponse
+from .settings import Settings
+
+PATH_PREFIX = "/ofrep/"
+
+PARSE_ERROR = "PARSE_ERROR"
+INVALID_CONTEXT = "INVALID_CONTEXT"
+GENERAL = "GENERAL"
+
+
+class OFREPError(Exception):
+    """A request OFREP refuses: answered with `errorCode`, `errorDetails` and, on single evaluations, `key`."""
+
+    def __init__(self, status_code: int, code: str, details: str, key: str | None = None) -> None:
+        super().__init__(details)
+        self.status_code, self.code, self.details, self.key = status_code, code, details, key
+
+
+def error_response(
+    status_code: int, code: str, details: str, key: str | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = {"key": key} if key is not None else {}
+    body.update(errorCode=code, errorDetails=details)
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def is_ofrep(request: Request) -> bool:
+    """Whether the request is OFREP's, whose errors take OFREP's shape."""
+    return request.scope["path"].removeprefix(request.scope.get("root_path", "")).startswith(PATH_PREFIX)
+
+
+def flag_key(request: Request, settings: Settings) -> str:
+    """The `{key}` of a single evaluation, checked like a feature name."""
+    key = request.path_params["key"]
+    try:
+        return path_name(key, "flag key", settings)
+    except HTTPException as exc:
+        raise OFREPError(400, GENERAL, exc.detail, key) from None
+
+
+async def read_context(request: Request, settings: Settings, key: str | None = None) -> Context:
+    """The caller from the request body `{"context": {...}}`; a missing context is the anonymous caller."""
+    body = await request.body()
+    if len(body) > settings.max_body_length:
+        raise OFREPError(413, GENERAL, f"body is {len(body)} bytes long; the limit is {settings.max_body_length}", key)
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise OFREPError(400, PARSE_ERROR, f"body is not JSON: {exc}", key) from None
+    if not isinstance(document, dict):
+        raise OFREPError(400, PARSE_ERROR, 'body must be a JSON object: {"context": {...}}', key)
+    fields = document.get("context", {})
+    if not isinstance(fields, dict):
+        raise OFREPError(400, INVALID_CONTEXT, "context must be a JSON object", key)
+    try:
+        return _context(fields, settings)
+    except HTTPException as exc:
+        raise OFREPError(400, INVALID_CONTEXT, exc.detail, key) from None
+
+
+def _context(fields: dict[str, Any], settings: Settings) -> Context:
+    groups = fields.get("group")
+    if groups is None:
+        groups = []
+    elif isinstance(groups, str):
+        groups = [groups]
+    elif not isinstance(groups, list):
+        raise HTTPException(400, "context field 'group' must be a string or a list of strings")
+    unique = tuple(dict.fromkeys(_string("group", group, settings) for group in groups))
+    if len(unique) > settings.max_groups:
+        raise HTTPException(400, f"{len(unique)} groups given; the limit is {settings.max_groups}")
+    version, user = fields.get("version"), fields.get("targetingKey")  # JSON null reads as absent
+    return Context(
+        version=None if version is None else _string("version", version, settings),
+        groups=unique,
+        user=None if user is None else _string("targetingKey", user, settings),
+    )
+
+
+def _string(name: str, value: Any, settings: Settings) -> str:
+    if not isinstance(value, str):
+        raise HTTPException(400, f"context field {name!r} must be a string")
+    return identifier(f"context field {name!r}", value, settings)
+
+
+def evaluation(result: Evaluation) -> dict[str, Any]:
+    """One evaluation in OFREP's shape: boolean value, variant `on` or `off`, and the OpenFeature reason."""
+    return {
+        "key": result.feature,
+        "value": result.enabled,
+        "reason": result.reason,
+        "variant": "on" if result.enabled else "off",
+    }

@@ -1,0 +1,230 @@
+"""The OpenAPI 3.1 document served at /openapi.json: every route, every answer, and the limits in force.
+
+Built from the settings, so the documented limits (identifier length, groups, API keys) are the real ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .model import DEFAULT, STATIC, TARGETING_MATCH
+from .ofrep import GENERAL, INVALID_CONTEXT, PARSE_ERROR
+from .settings import Settings
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _answer(description: str, schema: str, headers: tuple[str, ...] = ()) -> Schema:
+    answer: Schema = {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
+    if headers:
+        answer["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in headers}
+    return answer
+
+
+def _errors(schema: str, *statuses: int) -> dict[str, Schema]:
+    """The error answers of an operation, each in the operation's error shape (Flipper's or OFREP's)."""
+    described = {
+        400: ("The request is malformed; the body names the problem", ()),
+        401: ("API keys are configured and the request has none or a wrong one", ("WWW-Authenticate",)),
+        413: ("The body is longer than FLIPPER_MAX_BODY_LENGTH", ()),
+        414: ("The query string is longer than FLIPPER_MAX_QUERY_LENGTH", ()),
+        500: ("The flag store answered with an error, or an internal error", ()),
+        503: ("The flag store is unavailable; retry after Retry-After seconds", ("Retry-After",)),
+    }
+    return {str(status): _answer(described[status][0], schema, described[status][1]) for status in statuses}
+
+
+def _conditional(description: str, schema: str) -> dict[str, Schema]:
+    return {
+        "200": _answer(description, schema, ("ETag", "Cache-Control")),
+        "304": {
+            "description": "Not modified: the If-None-Match tag is still current; no body",
+            "headers": {name: {"$ref": f"#/components/headers/{name}"} for name in ("ETag", "Cache-Control")},
+        },
+    }
+
+
+def document(settings: Settings, secured: bool) -> Schema:
+    """The OpenAPI document for an app built with `settings`; `secured` when it requires API keys."""
+    identifier = {"type": "string", "minLength": 1, "maxLength": settings.max_id_length}
+    context_parameters = [
+        {"name": "version", "in": "query", "schema": identifier, "description": "The caller's version"},
+        {
+            "name": "group",
+            "in": "query",
+            "style": "form",
+            "explode": True,
+            "schema": {"type": "array", "items": identifier, "maxItems": settings.max_groups},
+            "description": "A group the caller belongs to; repeat for several",
+        },
+        {"name": "user", "in": "query", "schema": identifier, "description": "The caller's user id"},
+    ]
+    if_none_match = {
+        "name": "If-None-Match",
+        "in": "header",
+        "schema": {"type": "string"},
+        "description": "The ETag of an answer the client holds; a match is answered 304 with no body",
+    }
+    flipper_errors = _errors("Error", 400, 401, 414, 500, 503)
+    ofrep_request = {"required": True, "content": {JSON: {"schema": _ref("OFREPRequest")}}}
+    context_field = {"type": ["string", "null"], "minLength": 1, "maxLength": settings.max_id_length}
+    paths: Schema = {
+        "/": {
+            "get": {
+                "operationId": "listFeatures",
+                "summary": "The features enabled for the caller, sorted",
+                "parameters": [*context_parameters, if_none_match],
+                "responses": {**_conditional("The enabled features", "Features"), **flipper_errors},
+            }
+        },
+        "/features/{name}": {
+            "get": {
+                "operationId": "getFeature",
+                "summary": "One feature for the caller: enabled, why, and with explain=true which keys decided",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": identifier},
+                    *context_parameters,
+                    {"name": "explain", "in": "query", "schema": {"type": "boolean", "default": False}},
+                    if_none_match,
+                ],
+                "responses": {**_conditional("The feature's evaluation", "Feature"), **flipper_errors},
+            }
+        },
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "200 when the flag store answers a PING",
+                "security": [],
+                "responses": {"200": _answer("The store answers", "Health"), **_errors("Error", 503)},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}},
+            }
+        },
+        "/ofrep/v1/evaluate/flags/{key}": {
+            "post": {
+                "operationId": "evaluateFlag",
+                "summary": "OFREP: evaluate one flag for the context",
+                "tags": ["OFREP"],
+                "parameters": [{"name": "key", "in": "path", "required": True, "schema": identifier}],
+                "requestBody": ofrep_request,
+                "responses": {
+                    "200": _answer("The flag's evaluation", "OFREPEvaluation"),
+                    **_errors("OFREPFailure", 400, 401, 413, 500, 503),
+                },
+            }
+        },
+        "/ofrep/v1/evaluate/flags": {
+            "post": {
+                "operationId": "evaluateFlagsBulk",
+                "summary": "OFREP: every flag named in any of the context's sets, on or off, sorted by key",
+                "tags": ["OFREP"],
+                "parameters": [if_none_match],
+                "requestBody": ofrep_request,
+                "responses": {
+                    **_conditional("Every flag's evaluation", "OFREPBulk"),
+                    **_errors("OFREPFailure", 400, 401, 413, 500, 503),
+                },
+            }
+        },
+    }
+    schemas: Schema = {
+        "Features": {
+            "type": "object",
+            "required": ["features"],
+            "properties": {"features": {"type": "array", "items": {"type": "string"}}},
+        },
+        "Feature": {
+            "type": "object",
+            "required": ["feature", "enabled", "reason"],
+            "properties": {
+                "feature": {"type": "string"},
+                "enabled": {"type": "boolean"},
+                "reason": {"enum": [STATIC, TARGETING_MATCH, DEFAULT]},
+                "enabled_by": {"type": "array", "items": {"type": "string"}, "description": "With explain=true"},
+                "disabled_by": {"type": "array", "items": {"type": "string"}, "description": "With explain=true"},
+            },
+        },
+        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+        "OFREPRequest": {
+            "type": "object",
+            "properties": {
+                "context": {
+                    "type": "object",
+                    "description": "targetingKey is the user, version the version, group one group or a list",
+                    "properties": {
+                        "targetingKey": context_field,
+                        "version": context_field,
+                        "group": {
+                            "oneOf": [
+                                context_field,
+                                {"type": "array", "items": identifier, "maxItems": settings.max_groups},
+                            ]
+                        },
+                    },
+                }
+            },
+        },
+        "OFREPEvaluation": {
+            "type": "object",
+            "required": ["key", "value", "reason", "variant"],
+            "properties": {
+                "key": {"type": "string"},
+                "value": {"type": "boolean"},
+                "reason": {"enum": [STATIC, TARGETING_MATCH, DEFAULT]},
+                "variant": {"enum": ["on", "off"]},
+                "metadata": {"type": "object"},
+            },
+        },
+        "OFREPBulk": {
+            "type": "object",
+            "required": ["flags"],
+            "properties": {"flags": {"type": "array", "items": _ref("OFREPEvaluation")}},
+        },
+        "OFREPFailure": {
+            "type": "object",
+            "required": ["errorCode", "errorDetails"],
+            "properties": {
+                "key": {"type": "string", "description": "On single evaluations"},
+                "errorCode": {"enum": [PARSE_ERROR, INVALID_CONTEXT, GENERAL]},
+                "errorDetails": {"type": "string"},
+            },
+        },
+    }
+    headers = {
+        "ETag": {"description": "A hash of the body", "required": True, "schema": {"type": "string"}},
+        "Cache-Control": {"description": "FLIPPER_CACHE_CONTROL", "required": True, "schema": {"type": "string"}},
+        "Retry-After": {"description": "Seconds", "required": True, "schema": {"type": "integer", "minimum": 1}},
+        "WWW-Authenticate": {"required": True, "schema": {"const": "Bearer"}},
+    }
+    doc: Schema = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Flipper",
+            "version": "1.0.0",
+            "description": "Feature flags from Redis: plain HTTP, and the OpenFeature Remote Evaluation Protocol.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "headers": headers,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+    }
+    if secured:
+        doc["security"] = [{"bearer": []}, {"apiKey": []}]
+    return doc

@@ -1,0 +1,109 @@
+"""Single-flag checks: `GET /features/{name}` with reasons and `explain`, and the model functions behind it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from hypothesis import given
+
+from flipper.model import Context, enabled_features, evaluate_all, evaluate_feature, flag_keys
+from flipper.settings import Settings
+from flipper.store import Store
+from tests.test_store import CONTEXTS, FLAG_DATA, Flags, write
+
+
+async def test_reasons_and_explain(client: httpx.AsyncClient, store: Store) -> None:
+    await write(
+        store,
+        {
+            "global:positive": {"everyone", "overridden"},
+            "version:v1:positive": {"v1_only", "vetoed"},
+            "group:g1:negative": {"vetoed", "overridden"},
+            "global:negative": {"killed"},
+        },
+    )
+    query = "?version=v1&group=g1&user=u&explain=true"
+    expected = {
+        "everyone": (True, "STATIC", ["global:positive"], []),
+        "killed": (False, "STATIC", [], ["global:negative"]),
+        "v1_only": (True, "TARGETING_MATCH", ["version:v1:positive"], []),
+        "vetoed": (False, "TARGETING_MATCH", ["version:v1:positive"], ["group:g1:negative"]),
+        "overridden": (False, "TARGETING_MATCH", ["global:positive"], ["group:g1:negative"]),
+        "nobody": (False, "DEFAULT", [], []),
+    }
+    for name, (enabled, reason, enabled_by, disabled_by) in expected.items():
+        response = await client.get(f"/features/{name}{query}")
+        assert response.status_code == 200
+        assert response.json() == {
+            "feature": name,
+            "enabled": enabled,
+            "reason": reason,
+            "enabled_by": enabled_by,
+            "disabled_by": disabled_by,
+        }
+
+
+async def test_without_explain_only_the_answer(client: httpx.AsyncClient, store: Store) -> None:
+    await write(store, {"user:Zoë D:positive": {"fonctionnalité"}})
+    response = await client.get("/features/fonctionnalit%C3%A9", params={"user": "Zoë D", "explain": "false"})
+    assert response.json() == {"feature": "fonctionnalité", "enabled": True, "reason": "TARGETING_MATCH"}
+    response = await client.get("/features/fonctionnalit%C3%A9")
+    assert response.json() == {"feature": "fonctionnalité", "enabled": False, "reason": "DEFAULT"}
+
+
+async def test_names_with_slashes_and_colons(client: httpx.AsyncClient, store: Store) -> None:
+    await write(store, {"global:positive": {"team/a:b"}})
+    assert (await client.get("/features/team/a:b")).json()["enabled"] is True
+
+
+@pytest.mark.parametrize("settings", [Settings(max_id_length=8)])
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("/features/x?explain=yes", "query parameter 'explain' is 'yes'; expected true or false"),
+        ("/features/x?explain=true&explain=true", "query parameter 'explain' is given 2 times; at most once"),
+        ("/features/x?color=red", "unknown query parameter 'color'; expected version, group, user or explain"),
+        ("/features/x?user=", "query parameter 'user' is empty"),
+        ("/features/", "feature name is empty"),
+        ("/features/%FF", "feature name is not valid UTF-8"),
+        ("/features/123456789", "feature name is 9 characters long; the limit is 8"),
+    ],
+)
+async def test_bad_requests_name_the_problem(client: httpx.AsyncClient, path: str, error: str) -> None:
+    response = await client.get(path)
+    assert (response.status_code, response.json()) == (400, {"error": error})
+
+
+async def test_get_root_still_refuses_explain(client: httpx.AsyncClient) -> None:
+    response = await client.get("/?explain=true")
+    assert response.json() == {"error": "unknown query parameter 'explain'; expected version, group or user"}
+
+
+def members_of(flags: Flags, context: Context) -> list[set[str]]:
+    return [flags.get(key, set()) for key in flag_keys(context)]
+
+
+@given(flags=FLAG_DATA, context=CONTEXTS)
+def test_evaluations_agree_with_the_rule(flags: Flags, context: Context) -> None:
+    members = members_of(flags, context)
+    evaluations = evaluate_all(context, members)
+    named = set().union(*members)
+    assert [e.feature for e in evaluations] == sorted(named)
+    assert [e.feature for e in evaluations if e.enabled] == enabled_features(members)
+    for evaluation in evaluations:
+        assert evaluate_feature(evaluation.feature, context, members) == evaluation
+        naming = [key for key in flag_keys(context) if evaluation.feature in flags.get(key, set())]
+        assert [*evaluation.enabled_by, *evaluation.disabled_by] == naming
+        assert all(key.endswith(":positive") for key in evaluation.enabled_by)
+        assert all(key.endswith(":negative") for key in evaluation.disabled_by)
+        global_only = all(key.startswith("global:") for key in naming)
+        assert evaluation.reason == ("STATIC" if global_only else "TARGETING_MATCH")
+    assert evaluate_feature("not named", context, members).reason == "DEFAULT"
+
+
+async def test_explain_keys_are_unprefixed_but_read_prefixed(store: Store) -> None:
+    store.key_prefix = "{flipper}:"
+    await write(store, {"global:positive": {"a"}}, prefix="{flipper}:")
+    await write(store, {"global:negative": {"a"}})
+    evaluation = evaluate_feature("a", Context(), await store.key_members(Context()))
+    assert (evaluation.enabled, evaluation.enabled_by, evaluation.disabled_by) == (True, ("global:positive",), ())
