@@ -32,6 +32,15 @@ class Settings:
     max_id_length: int = 256
     max_groups: int = 32
     max_query_length: int = 8192
+    redis_cluster: bool = False
+    redis_password_secret_arn: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.redis_cluster and not has_hash_tag(self.key_prefix):
+            raise SettingsError(
+                f"FLIPPER_KEY_PREFIX={self.key_prefix!r} has no hash tag such as '{{flipper}}:', but "
+                "FLIPPER_REDIS_CLUSTER is on: in a cluster every key one script call reads must hash to the same slot"
+            )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -48,7 +57,21 @@ class Settings:
             max_id_length=_read(env, "FLIPPER_MAX_ID_LENGTH", _positive(int), defaults.max_id_length),
             max_groups=_read(env, "FLIPPER_MAX_GROUPS", _positive(int), defaults.max_groups),
             max_query_length=_read(env, "FLIPPER_MAX_QUERY_LENGTH", _positive(int), defaults.max_query_length),
+            redis_cluster=_read(env, "FLIPPER_REDIS_CLUSTER", _boolean, defaults.redis_cluster),
+            redis_password_secret_arn=_read(
+                env, "REDIS_PASSWORD_SECRET_ARN", _secret_arn, defaults.redis_password_secret_arn
+            ),
         )
+
+
+def has_hash_tag(prefix: str) -> bool:
+    """Whether `prefix` holds a Redis Cluster hash tag: a non-empty `{...}` after its first `{`.
+
+    The whole tag must lie inside the prefix; otherwise a caller's identifier could close it and
+    choose the slot.
+    """
+    start = prefix.find("{")
+    return start >= 0 and prefix.find("}", start + 1) > start + 1
 
 
 def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
@@ -78,6 +101,19 @@ def _redis_url(raw: str) -> str:
     # Reading .port raises ValueError for a malformed or out-of-range port.
     if not parts.hostname or parts.port == 0:
         raise ValueError("needs a host and a valid port")
+    return raw
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ValueError("must be true or false")
+    return value in ("true", "1")
+
+
+def _secret_arn(raw: str) -> str:
+    if not raw.startswith("arn:") or ":secretsmanager:" not in raw:
+        raise ValueError("must be a Secrets Manager ARN (arn:aws:secretsmanager:…)")
     return raw
 
 
