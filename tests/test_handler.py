@@ -197,3 +197,21 @@ def test_admin_event_refuses_anything_but_set_commands_on_flag_keys(
     response = invoke(handler, {"flipper_admin": command})
     assert response["error"].startswith(error)
     assert sorted(flags.keys("*")) == keys_before
+
+
+@pytest.mark.parametrize(("disabled", "traced"), [(None, False), ("true", False), ("false", True)])
+def test_tracing_is_opt_in(
+    load_handler: LoadHandler,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    disabled: str | None,
+    traced: bool,
+) -> None:
+    """The template's Tracing parameter sets POWERTOOLS_TRACE_DISABLED; off, the X-Ray SDK is not even imported."""
+    monkeypatch.delenv("POWERTOOLS_TRACE_DISABLED", raising=False)
+    for name in [name for name in sys.modules if name.startswith("aws_xray_sdk")]:
+        monkeypatch.delitem(sys.modules, name)
+    environ = {"REDIS_URL": redis_server.url} | ({"POWERTOOLS_TRACE_DISABLED": disabled} if disabled else {})
+    module = load_handler(**environ)
+    assert ("aws_xray_sdk" in sys.modules) is traced
+    assert invoke(module, request_event("http-api", "/health"))["statusCode"] == 200

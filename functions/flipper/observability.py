@@ -18,10 +18,12 @@ from .store import Store, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "flipper"))
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "flipper")
+
+logger = Logger(service=SERVICE)
 # The app logs through logging.getLogger("flipper"): give it the same JSON format and correlation id.
 copy_config_to_registered_loggers(source_logger=logger, include={"flipper"})
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Flipper"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Flipper"), service=SERVICE)
 # Health checks and refused requests publish no metric, by design: not worth a warning each.
 warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
 
