@@ -70,8 +70,8 @@ build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package a
 	cp $(filter-out %/devserver.py,$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
 	cp $(ROOT)lua/*.lua "$(ARTIFACTS_DIR)/flipper/lua/"
 
-deploy: build ## sam deploy (needs AWS credentials); CONFIG_ENV=prod deploys the prod environment
-	$(SAM) deploy --config-env $(CONFIG_ENV)
+deploy: build ## sam deploy (needs AWS credentials); CONFIG_ENV=prod for production, DEPLOY_ARGS=--guided the first time
+	$(SAM) deploy --config-env $(CONFIG_ENV) $(DEPLOY_ARGS)
 
 local-api: build ## sam local start-api on :5000 with local-env.json (needs Docker, and Redis on the host's 6379)
 	$(SAM) local start-api

@@ -91,14 +91,21 @@ def test_artifact_serves_every_event_kind_on_its_own(
     artifact: Path, tmp_path: Path, redis_server: RedisServer, prefixed_flags: None
 ) -> None:
     query = [("version", "v1"), ("group", "g1")]
-    events = [request_event(kind, "/", query) for kind in KINDS] + [request_event("rest-api", "/health")]
+    events = [
+        *(request_event(kind, "/", query) for kind in KINDS),
+        request_event("rest-api", "/health"),
+        {"flipper_admin": ["SADD", "group:g1:positive", "special_g1_feature"]},
+        request_event("http-api", "/", query),
+    ]
     result = serve_from_artifact(
         artifact, tmp_path, {"REDIS_URL": redis_server.url, "FLIPPER_KEY_PREFIX": "{flipper}:"}, events
     )
 
-    *features, health = result["responses"]
+    *features, health, admin, after_admin = result["responses"]
     assert [(r["statusCode"], r["body"]) for r in features] == [(200, '{"features": ["feature_A"]}')] * len(KINDS)
     assert (health["statusCode"], json.loads(health["body"])) == (200, {"status": "ok"})
+    assert admin == {"result": 1}
+    assert after_admin["body"] == '{"features": ["feature_A", "special_g1_feature"]}'
     # Nothing came from outside the standard library and the artifact.
     outside = [file for file in result["files"] if not file.startswith(str(artifact)) and "site-packages" in file]
     assert outside == []

@@ -22,6 +22,7 @@ from .settings import Settings
 settings = Settings.from_environ()
 store = MeteredStore.from_settings(settings)
 loop = asyncio.new_event_loop()
+asyncio.set_event_loop(loop)  # before Mangum, which would otherwise make a loop of its own
 asgi = Mangum(create_app(store, settings), lifespan="off")  # no lifespan: the store lives as long as the container
 
 
