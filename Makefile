@@ -14,6 +14,7 @@ export SAM_CLI_TELEMETRY ?= 0
 LAMBDA_PYTHON := 3.13
 LAMBDA_PLATFORM := manylinux2014_aarch64
 ROOT := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
+BUILD_PYTHON := $(ROOT)$(BIN)/python
 
 .PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api
 
@@ -60,11 +61,11 @@ build: install-develop ## sam build: the Lambda artifact in .aws-sam/build/ (no 
 # wheels for Lambda's Python and arm64; only pure-Python wheels or optional extensions may land there,
 # so the artifact also imports here (tests/test_build.py). No bytecode: it would be this Python's.
 build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package and its Lua script into $ARTIFACTS_DIR
-	$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("$(ROOT)pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' > requirements-lambda.txt
-	$(PYTHON) -m pip install --quiet --no-compile --platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
+	$(BUILD_PYTHON) -c 'import tomllib; print(*tomllib.load(open("$(ROOT)pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' > requirements-lambda.txt
+	$(BUILD_PYTHON) -m pip install --quiet --no-compile --platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 	  --implementation cp --only-binary=:all: --target "$(ARTIFACTS_DIR)" -r requirements-lambda.txt
 	@# The X-Ray SDK for the opt-in tracing, without its botocore: the Lambda runtime has one.
-	$(PYTHON) -m pip install --quiet --no-compile --platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
+	$(BUILD_PYTHON) -m pip install --quiet --no-compile --platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 	  --implementation cp --only-binary=:all: --target "$(ARTIFACTS_DIR)" --no-deps aws-xray-sdk wrapt
 	mkdir -p "$(ARTIFACTS_DIR)/flipper/lua"
 	cp $(filter-out %/devserver.py,$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
