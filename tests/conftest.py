@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from types import ModuleType
 
 import fakeredis
 import httpx
@@ -138,3 +142,27 @@ async def client(store: Store, settings: Settings) -> AsyncIterator[httpx.AsyncC
     transport = httpx.ASGITransport(app=create_app(store, settings))
     async with httpx.AsyncClient(transport=transport, base_url="http://flipper.test") as client:
         yield client
+
+
+LoadHandler = Callable[..., ModuleType]
+
+
+@pytest.fixture
+def load_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadHandler]:
+    """Import flipper.handler afresh, as a cold start would, with the given environment."""
+    loaded: list[ModuleType] = []
+
+    def load(**environ: str) -> ModuleType:
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        sys.modules.pop("flipper.handler", None)
+        module = importlib.import_module("flipper.handler")
+        loaded.append(module)
+        return module
+
+    yield load
+    for module in loaded:
+        module.loop.run_until_complete(module.store.aclose())
+        module.loop.close()
+    asyncio.set_event_loop(None)
+    sys.modules.pop("flipper.handler", None)

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RedisServer, free_port, skip_without
+from conftest import LoadHandler, RedisServer, free_port, skip_without
+from lambda_events import KINDS, LambdaContext, request_event
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from test_store import CASES, Flags
@@ -127,3 +128,24 @@ def test_cluster_flag_is_parsed_strictly() -> None:
     assert Settings.from_environ({"FLIPPER_REDIS_CLUSTER": "TRUE", "FLIPPER_KEY_PREFIX": PREFIX}).redis_cluster
     with pytest.raises(SettingsError, match=r"^FLIPPER_REDIS_CLUSTER='yes please' is invalid: must be true or false"):
         Settings.from_environ({"FLIPPER_REDIS_CLUSTER": "yes please"})
+
+
+def test_handler_serves_from_the_cluster_as_in_lambda(
+    load_handler: LoadHandler, cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    writer.sadd(PREFIX + "version:v1:positive", "feature_A", "feature_B")
+    writer.sadd(PREFIX + "group:g1:negative", "feature_B")
+    module = load_handler(REDIS_URL=cluster[2].url, FLIPPER_REDIS_CLUSTER="true", FLIPPER_KEY_PREFIX=PREFIX)
+    for kind in KINDS:
+        response = module.handler(request_event(kind, "/", [("version", "v1"), ("group", "g1")]), LambdaContext())
+        assert (response["statusCode"], response["body"]) == (200, '{"features": ["feature_A"]}')
+    assert module.handler({"flipper_admin": ["SMEMBERS", "group:g1:negative"]}, LambdaContext()) == {
+        "result": ["feature_B"]
+    }
+
+
+def test_handler_refuses_to_start_in_cluster_mode_without_hash_tag(
+    load_handler: LoadHandler, cluster: list[RedisServer]
+) -> None:
+    with pytest.raises(SettingsError, match="has no hash tag"):
+        load_handler(REDIS_URL=cluster[0].url, FLIPPER_REDIS_CLUSTER="true", FLIPPER_KEY_PREFIX="flipper:")

@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 import io
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 import redis
-from conftest import RedisServer
+from conftest import LoadHandler, RedisServer
 from lambda_events import KINDS, LambdaContext, request_event, request_id
-
-LoadHandler = Callable[..., ModuleType]
-
-
-@pytest.fixture
-def load_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadHandler]:
-    """Import flipper.handler afresh, as a cold start would, with the given environment."""
-    loaded: list[ModuleType] = []
-
-    def load(**environ: str) -> ModuleType:
-        for name, value in environ.items():
-            monkeypatch.setenv(name, value)
-        sys.modules.pop("flipper.handler", None)
-        module = importlib.import_module("flipper.handler")
-        loaded.append(module)
-        return module
-
-    yield load
-    for module in loaded:
-        module.loop.run_until_complete(module.store.aclose())
-        module.loop.close()
-    asyncio.set_event_loop(None)
-    sys.modules.pop("flipper.handler", None)
 
 
 def invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:

@@ -55,14 +55,12 @@ def _counting_errors() -> Iterator[None]:
         raise
 
 
-def tracing_enabled(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
-    """X-Ray is opt-in (the template's Tracing parameter sets POWERTOOLS_TRACE_DISABLED=false)."""
-    return environ.get("POWERTOOLS_TRACE_DISABLED", "true").lower() in ("false", "0")
-
-
 def traced(handler: F) -> F:
-    """`handler` under powertools' Tracer when tracing is on; untouched (and the X-Ray SDK unloaded) when off."""
-    if not tracing_enabled():
+    """`handler` under powertools' Tracer when tracing is on; untouched (and the X-Ray SDK unloaded) when off.
+
+    Tracing is opt-in: the template's Tracing parameter sets POWERTOOLS_TRACE_DISABLED=false.
+    """
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "true").lower() not in ("false", "0"):
         return handler
     from aws_lambda_powertools import Tracer  # loads the X-Ray SDK: only paid for when tracing is on
 
