@@ -7,8 +7,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
+SAM := $(BIN)/sam
+CONFIG_ENV ?= default
+export SAM_CLI_TELEMETRY ?= 0
+# The Lambda's Python and platform: the artifact gets wheels built for them, whatever runs the build.
+LAMBDA_PYTHON := 3.13
+LAMBDA_PLATFORM := manylinux2014_aarch64
+ROOT := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
+BUILD_PYTHON := $(ROOT)$(BIN)/python
 
-.PHONY: help install-develop test lint format dev-server clean
+.PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,5 +43,39 @@ format: install-develop ## Rewrite files in ruff's style
 dev-server: install-develop ## Serve on $HOST:$PORT (127.0.0.1:5000); REDIS_URL, or an embedded store; RELOAD=1 reloads
 	$(BIN)/python -m flipper.devserver --host $(HOST) --port $(PORT) $(if $(RELOAD),--reload)
 
-clean: ## Remove .venv and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+events: install-develop ## Regenerate the API Gateway and Function URL events in tests/events/ with sam
+	$(SAM) local generate-event apigateway aws-proxy --method GET --resource / --path "" --body "" > tests/events/rest-api.json
+	$(SAM) local generate-event apigateway http-api-proxy --method GET --path "" --body "" > tests/events/http-api.json
+	@# A Function URL sends API Gateway's payload format 2.0; sam has no generator of its own for it.
+	$(SAM) local generate-event apigateway http-api-proxy --method GET --path "" --body "" \
+	  | $(BIN)/python -c 'import json, sys; e = json.load(sys.stdin); e["requestContext"].update(domainName="abcdefghij.lambda-url.us-east-1.on.aws", domainPrefix="abcdefghij", apiId="abcdefghij", authorizer={"iam": {"accountId": "123456789012", "callerId": "AIDACKCEVSQ6C2EXAMPLE", "userArn": "arn:aws:iam::123456789012:user/operator"}}); print(json.dumps(e, indent=2))' \
+	  > tests/events/function-url.json
+
+validate: install-develop ## Check template.yaml: sam validate --lint (cfn-lint)
+	$(SAM) validate --lint
+
+build: install-develop ## sam build: the Lambda artifact in .aws-sam/build/ (no Docker, no local Python 3.13 needed)
+	$(SAM) build
+
+# sam build runs this (template Metadata: BuildMethod makefile) with ARTIFACTS_DIR set. pip fetches
+# wheels for Lambda's Python and arm64; only pure-Python wheels or optional extensions may land there,
+# so the artifact also imports here (tests/test_build.py). No bytecode: it would be this Python's.
+build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package and its Lua script into $ARTIFACTS_DIR
+	$(BUILD_PYTHON) -c 'import tomllib; print(*tomllib.load(open("$(ROOT)pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' > requirements-lambda.txt
+	$(BUILD_PYTHON) -m pip install --quiet --no-compile --platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
+	  --implementation cp --only-binary=:all: --target "$(ARTIFACTS_DIR)" -r requirements-lambda.txt
+	@# The X-Ray SDK for the opt-in tracing, without its botocore: the Lambda runtime has one.
+	$(BUILD_PYTHON) -m pip install --quiet --no-compile --platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
+	  --implementation cp --only-binary=:all: --target "$(ARTIFACTS_DIR)" --no-deps aws-xray-sdk wrapt
+	mkdir -p "$(ARTIFACTS_DIR)/flipper/lua"
+	cp $(filter-out %/devserver.py,$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
+	cp $(ROOT)lua/*.lua "$(ARTIFACTS_DIR)/flipper/lua/"
+
+deploy: build ## sam deploy (needs AWS credentials); CONFIG_ENV=prod for production, DEPLOY_ARGS=--guided the first time
+	$(SAM) deploy --config-env $(CONFIG_ENV) $(DEPLOY_ARGS)
+
+local-api: build ## sam local start-api on :5000 with local-env.json (needs Docker, and Redis on the host's 6379)
+	$(SAM) local start-api
+
+clean: ## Remove .venv, caches and sam's build
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .aws-sam

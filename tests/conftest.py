@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import importlib
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import ModuleType
 
 import fakeredis
 import httpx
@@ -82,3 +86,27 @@ def live_url(redis_server: RedisServer, settings: Settings) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join()
+
+
+LoadHandler = Callable[..., ModuleType]
+
+
+@pytest.fixture
+def load_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadHandler]:
+    """Import flipper.handler afresh, as a cold start would, with the given environment."""
+    loaded: list[ModuleType] = []
+
+    def load(**environ: str) -> ModuleType:
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        sys.modules.pop("flipper.handler", None)
+        module = importlib.import_module("flipper.handler")
+        loaded.append(module)
+        return module
+
+    yield load
+    for module in loaded:
+        module.loop.run_until_complete(module.store.aclose())
+        module.loop.close()
+    asyncio.set_event_loop(None)
+    sys.modules.pop("flipper.handler", None)

@@ -37,6 +37,15 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     api_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     api_keys_secret_arn: str | None = None
+    redis_cluster: bool = False
+    redis_password_secret_arn: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.redis_cluster and not has_hash_tag(self.key_prefix):
+            raise SettingsError(
+                f"FLIPPER_KEY_PREFIX={self.key_prefix!r} has no hash tag such as '{{flipper}}:', but "
+                "FLIPPER_REDIS_CLUSTER is on: in a cluster every key one script call reads must hash to the same slot"
+            )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -57,8 +66,22 @@ class Settings:
             cache_control=_read(env, "FLIPPER_CACHE_CONTROL", _header_value, defaults.cache_control),
             cors_origins=_read(env, "FLIPPER_CORS_ORIGINS", _origins, defaults.cors_origins),
             api_keys=_read(env, "FLIPPER_API_KEYS", parse_api_keys, defaults.api_keys, secret=True),
-            api_keys_secret_arn=_read(env, "FLIPPER_API_KEYS_SECRET_ARN", _arn, defaults.api_keys_secret_arn),
+            api_keys_secret_arn=_read(env, "FLIPPER_API_KEYS_SECRET_ARN", _secret_arn, defaults.api_keys_secret_arn),
+            redis_cluster=_read(env, "FLIPPER_REDIS_CLUSTER", _boolean, defaults.redis_cluster),
+            redis_password_secret_arn=_read(
+                env, "REDIS_PASSWORD_SECRET_ARN", _secret_arn, defaults.redis_password_secret_arn
+            ),
         )
+
+
+def has_hash_tag(prefix: str) -> bool:
+    """Whether `prefix` holds a Redis Cluster hash tag: a non-empty `{...}` after its first `{`.
+
+    The whole tag must lie inside the prefix; otherwise a caller's identifier could close it and
+    choose the slot.
+    """
+    start = prefix.find("{")
+    return start >= 0 and prefix.find("}", start + 1) > start + 1
 
 
 def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T, *, secret: bool = False) -> T:
@@ -90,6 +113,13 @@ def _redis_url(raw: str) -> str:
     if not parts.hostname or parts.port == 0:
         raise ValueError("needs a host and a valid port")
     return raw
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ValueError("must be true or false")
+    return value in ("true", "1")
 
 
 def _log_level(raw: str) -> str:
@@ -125,7 +155,7 @@ def parse_api_keys(raw: str) -> tuple[str, ...]:
     return keys
 
 
-def _arn(raw: str) -> str:
-    if not raw.startswith("arn:") or raw.count(":") < 6:
+def _secret_arn(raw: str) -> str:
+    if not raw.startswith("arn:") or raw.count(":") < 6 or ":secretsmanager:" not in raw:
         raise ValueError("must be a Secrets Manager ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)")
     return raw

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio
 from redis import exceptions
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -43,20 +45,29 @@ def script_source() -> str:
     return path.read_text(encoding="utf-8")
 
 
-def client_from_settings(settings: Settings) -> redis.asyncio.Redis:
+def client_from_settings(settings: Settings) -> redis.asyncio.Redis | RedisCluster:
     """A client that fails fast: short timeouts, and one immediate retry on a broken connection.
 
     The retry covers a pooled connection that died with a Redis restart: the second attempt opens a
     fresh one. Timeouts are not retried, so a hung Redis costs one command timeout, not several.
+    With FLIPPER_REDIS_CLUSTER the client is redis-py's cluster client (ElastiCache Serverless is
+    always a cluster); with REDIS_PASSWORD_SECRET_ARN the password comes from Secrets Manager.
     """
     if settings.redis_url is None:
         raise SettingsError("REDIS_URL is not set")
-    return redis.asyncio.Redis.from_url(
+    options: dict[str, Any] = {}
+    if settings.redis_password_secret_arn is not None:
+        from .secretsmanager import fetch_secret  # boto3 is heavy: imported only when a secret is configured
+
+        options["password"] = fetch_secret(settings.redis_password_secret_arn)
+    client_class = RedisCluster if settings.redis_cluster else redis.asyncio.Redis
+    return client_class.from_url(
         settings.redis_url,
         socket_connect_timeout=settings.connect_timeout,
         socket_timeout=settings.command_timeout,
         retry=Retry(NoBackoff(), 1, supported_errors=(exceptions.ConnectionError,)),
         decode_responses=True,
+        **options,
     )
 
 
@@ -67,7 +78,7 @@ class Store:
     Redis answers NOSCRIPT (its cache was emptied by a restart or a failover).
     """
 
-    def __init__(self, client: redis.asyncio.Redis, key_prefix: str = "") -> None:
+    def __init__(self, client: redis.asyncio.Redis | RedisCluster, key_prefix: str = "") -> None:
         self.client = client
         self.key_prefix = key_prefix
         self._evaluate = client.register_script(script_source())

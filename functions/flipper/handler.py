@@ -1,0 +1,38 @@
+"""The Lambda entry point (`flipper.handler.handler`): the Starlette app behind Mangum, built once per container.
+
+Everything below the imports runs at cold start only. Warm invocations reuse the store, so its Redis
+connection stays open and its script stays registered. redis.asyncio connections belong to the event
+loop they were opened on, so every invocation runs on this module's one loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mangum import Mangum
+
+from . import admin
+from .app import create_app
+from .observability import MeteredStore, logger, metrics, traced
+from .settings import Settings
+
+settings = Settings.from_environ()
+store = MeteredStore.from_settings(settings)
+loop = asyncio.new_event_loop()
+asyncio.set_event_loop(loop)  # before Mangum, which would otherwise make a loop of its own
+asgi = Mangum(create_app(store, settings), lifespan="off")  # no lifespan: the store lives as long as the container
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+# API Gateway REST and HTTP APIs and Function URLs all carry their request id at requestContext.requestId.
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@traced
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Serve one API Gateway or Function URL event, or run an operator's admin command (see flipper.admin)."""
+    asyncio.set_event_loop(loop)  # Mangum runs the app on the current loop: make it ours, every time
+    if admin.is_admin_event(event):
+        return loop.run_until_complete(admin.run(store, event))
+    return asgi(event, context)

@@ -1,0 +1,123 @@
+"""The `sam build` artifact: self-contained, it serves API Gateway events with nothing else on sys.path.
+
+The test runs `sam build` itself, so the artifact is the one the current tree makes, then imports the
+handler in a fresh interpreter (-I -S: no site-packages, no PYTHONPATH) whose sys.path holds only the
+standard library and the artifact. The artifact holds Lambda's wheels (Python 3.13, arm64): this proves
+that what the handler imports is pure Python, and the script ships inside the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from flipper.store import script_source
+from tests.lambda_events import KINDS, request_event
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACT = ROOT / ".aws-sam" / "build" / "FlipperFunction"
+SAM = Path(sys.executable).with_name("sam")
+
+# Runs in the isolated interpreter: import the handler from the artifact, serve the events from stdin.
+CHILD = """
+import json, sys, sysconfig
+artifact, out = sys.argv[1], sys.argv[2]
+stdlib = sysconfig.get_paths()["stdlib"]
+sys.path[:] = [path for path in sys.path if path.startswith(stdlib)] + [artifact]
+
+class Context:
+    function_name = "flipper"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:flipper"
+    memory_limit_in_mb = 512
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+
+from flipper import handler, store
+
+responses = [handler.handler(event, Context()) for event in json.load(sys.stdin)]
+files = sorted({module.__file__ for module in list(sys.modules.values()) if getattr(module, "__file__", None)})
+json.dump({"responses": responses, "files": files, "path": sys.path, "script": store.script_source()}, open(out, "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def artifact() -> Path:
+    if not SAM.exists():
+        pytest.fail(f"{SAM} is missing: `make install-develop` installs aws-sam-cli")
+    shutil.rmtree(ARTIFACT, ignore_errors=True)
+    subprocess.run(
+        [str(SAM), "build"], cwd=ROOT, check=True, capture_output=True, env=os.environ | {"SAM_CLI_TELEMETRY": "0"}
+    )
+    return ARTIFACT
+
+
+@pytest.fixture
+def prefixed_flags(redis_server: RedisServer) -> Iterator[None]:
+    client = redis.Redis(port=redis_server.port)
+    client.flushall()
+    client.sadd("{flipper}:version:v1:positive", "feature_A", "feature_B")
+    client.sadd("{flipper}:group:g1:negative", "feature_B")
+    yield
+    client.close()
+
+
+def serve_from_artifact(artifact: Path, tmp_path: Path, environ: dict[str, str], events: list[Any]) -> dict[str, Any]:
+    out = tmp_path / "out.json"
+    subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", CHILD, str(artifact), str(out)],
+        input=json.dumps(events),
+        text=True,
+        check=True,
+        capture_output=True,
+        env={"PATH": os.environ["PATH"], **environ},
+        timeout=60,
+    )
+    return json.loads(out.read_text())
+
+
+def test_artifact_serves_every_event_kind_on_its_own(
+    artifact: Path, tmp_path: Path, redis_server: RedisServer, prefixed_flags: None
+) -> None:
+    query = [("version", "v1"), ("group", "g1")]
+    events = [
+        *(request_event(kind, "/", query) for kind in KINDS),
+        request_event("rest-api", "/health"),
+        {"flipper_admin": ["SADD", "group:g1:positive", "special_g1_feature"]},
+        request_event("http-api", "/", query),
+    ]
+    result = serve_from_artifact(
+        artifact, tmp_path, {"REDIS_URL": redis_server.url, "FLIPPER_KEY_PREFIX": "{flipper}:"}, events
+    )
+
+    *features, health, admin, after_admin = result["responses"]
+    assert [(r["statusCode"], r["body"]) for r in features] == [(200, '{"features": ["feature_A"]}')] * len(KINDS)
+    assert (health["statusCode"], json.loads(health["body"])) == (200, {"status": "ok"})
+    assert admin == {"result": 1}
+    assert after_admin["body"] == '{"features": ["feature_A", "special_g1_feature"]}'
+    # Nothing came from outside the standard library and the artifact.
+    outside = [file for file in result["files"] if not file.startswith(str(artifact)) and "site-packages" in file]
+    assert outside == []
+    assert str(ROOT / "functions") not in result["path"]
+    assert result["script"] == script_source()
+    assert (artifact / "flipper" / "lua" / "evaluate.lua").is_file()
+
+
+def test_artifact_holds_the_dependencies_and_no_development_code_or_foreign_bytecode(artifact: Path) -> None:
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[ ]", dependency)[0].replace("-", "_").lower() for dependency in dependencies}
+    installed = {path.name.split("-")[0].lower() for path in artifact.glob("*.dist-info")}
+    assert names <= installed
+    assert not (artifact / "flipper" / "devserver.py").exists()  # uvicorn is not in the artifact
+    assert not list(artifact.rglob("*.pyc"))  # bytecode of the build machine's Python would be dead weight

@@ -1,0 +1,152 @@
+"""Cluster mode, as on ElastiCache Serverless: the model's cases on a real three-primary Redis Cluster.
+
+Every key one evaluation reads must hash to one slot, which the prefix's hash tag (`{flipper}:`)
+guarantees; without one, the app refuses to start.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+
+from flipper.model import Context, flag_keys
+from flipper.settings import Settings, SettingsError, has_hash_tag
+from flipper.store import Store
+from tests.conftest import LoadHandler
+from tests.lambda_events import KINDS, LambdaContext, request_event
+from tests.redis_server import RedisServer, free_port, skip_without
+from tests.test_store import CASES, Flags
+
+PREFIX = "{flipper}:"
+
+
+def start_cluster(directory: Path, primaries: int = 3) -> list[RedisServer]:
+    """`primaries` cluster-enabled redis-servers on loopback, joined by `redis-cli --cluster create`."""
+    nodes = []
+    for _ in range(primaries):
+        node = RedisServer()
+        node.args = [
+            *("--cluster-enabled", "yes", "--cluster-port", str(free_port())),
+            *("--cluster-config-file", str(directory / f"nodes-{node.port}.conf"), "--dir", str(directory)),
+        ]
+        nodes.append(node)
+        node.start()
+    addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+    subprocess.run(
+        ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    deadline = time.monotonic() + 30
+    while not all(_cluster_ok(node) for node in nodes):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the cluster did not reach cluster_state:ok")
+        time.sleep(0.05)
+    return nodes
+
+
+def _cluster_ok(node: RedisServer) -> bool:
+    info = subprocess.run(
+        ["redis-cli", "-p", str(node.port), "cluster", "info"], capture_output=True, text=True, check=True
+    ).stdout
+    return "cluster_state:ok" in info
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisServer]]:
+    skip_without("redis-server")
+    nodes: list[RedisServer] = []
+    try:
+        nodes = start_cluster(tmp_path_factory.mktemp("cluster"))
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@pytest.fixture
+def writer(cluster: list[RedisServer]) -> Iterator[RedisCluster]:
+    """A plain cluster client on an emptied cluster, for writing flags."""
+    client = RedisCluster(host="127.0.0.1", port=cluster[0].port, decode_responses=True)
+    client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def cluster_store(cluster: list[RedisServer]) -> AsyncIterator[Store]:
+    """The app's store, built from settings as in Lambda: cluster client, hash-tagged prefix."""
+    store = Store.from_settings(Settings(redis_url=cluster[1].url, redis_cluster=True, key_prefix=PREFIX))
+    yield store
+    await store.aclose()
+
+
+def test_the_cluster_spreads_slots_over_three_primaries(writer: RedisCluster) -> None:
+    assert len(writer.get_primaries()) == 3
+
+
+@pytest.mark.parametrize(("flags", "context", "expected"), [case[1:] for case in CASES], ids=[c[0] for c in CASES])
+async def test_model_on_a_cluster(
+    writer: RedisCluster, cluster_store: Store, flags: Flags, context: Context, expected: list[str]
+) -> None:
+    for key, members in flags.items():
+        if members:
+            writer.sadd(PREFIX + key, *members)
+    assert await cluster_store.features(context) == expected
+    await cluster_store.ping()
+
+
+def test_hash_tag_puts_a_callers_keys_in_one_slot_and_its_absence_does_not() -> None:
+    context = Context(version="v1", groups=("g1", "g2"), user="u")
+    assert len({key_slot(key.encode()) for key in flag_keys(context, PREFIX)}) == 1
+    assert len({key_slot(key.encode()) for key in flag_keys(context, "flipper:")}) > 1
+
+
+@pytest.mark.parametrize(
+    ("prefix", "tagged"),
+    [("{flipper}:", True), ("app:{f}:", True), ("{}:", False), ("flipper:", False), ("{flipper:", False), ("", False)],
+)
+def test_has_hash_tag(prefix: str, tagged: bool) -> None:
+    assert has_hash_tag(prefix) is tagged
+
+
+@pytest.mark.parametrize("prefix", ["", "flipper:", "{}flipper:"])
+def test_cluster_mode_refuses_a_prefix_without_hash_tag(prefix: str) -> None:
+    environ = {"FLIPPER_REDIS_CLUSTER": "true", "FLIPPER_KEY_PREFIX": prefix}
+    with pytest.raises(SettingsError, match=r"^FLIPPER_KEY_PREFIX=.* has no hash tag .* FLIPPER_REDIS_CLUSTER is on"):
+        Settings.from_environ(environ)
+    assert Settings.from_environ({**environ, "FLIPPER_REDIS_CLUSTER": "false"}).key_prefix == prefix
+
+
+def test_cluster_flag_is_parsed_strictly() -> None:
+    assert Settings.from_environ({"FLIPPER_REDIS_CLUSTER": "TRUE", "FLIPPER_KEY_PREFIX": PREFIX}).redis_cluster
+    with pytest.raises(SettingsError, match=r"^FLIPPER_REDIS_CLUSTER='yes please' is invalid: must be true or false"):
+        Settings.from_environ({"FLIPPER_REDIS_CLUSTER": "yes please"})
+
+
+def test_handler_serves_from_the_cluster_as_in_lambda(
+    load_handler: LoadHandler, cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    writer.sadd(PREFIX + "version:v1:positive", "feature_A", "feature_B")
+    writer.sadd(PREFIX + "group:g1:negative", "feature_B")
+    module = load_handler(REDIS_URL=cluster[2].url, FLIPPER_REDIS_CLUSTER="true", FLIPPER_KEY_PREFIX=PREFIX)
+    for kind in KINDS:
+        response = module.handler(request_event(kind, "/", [("version", "v1"), ("group", "g1")]), LambdaContext())
+        assert (response["statusCode"], response["body"]) == (200, '{"features": ["feature_A"]}')
+    assert module.handler({"flipper_admin": ["SMEMBERS", "group:g1:negative"]}, LambdaContext()) == {
+        "result": ["feature_B"]
+    }
+
+
+def test_handler_refuses_to_start_in_cluster_mode_without_hash_tag(
+    load_handler: LoadHandler, cluster: list[RedisServer]
+) -> None:
+    with pytest.raises(SettingsError, match="has no hash tag"):
+        load_handler(REDIS_URL=cluster[0].url, FLIPPER_REDIS_CLUSTER="true", FLIPPER_KEY_PREFIX="flipper:")

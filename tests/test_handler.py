@@ -1,0 +1,194 @@
+"""The Lambda handler: API Gateway and Function URL events in, the app's answers out, warm state reused."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import LoadHandler
+from tests.lambda_events import KINDS, LambdaContext, request_event, request_id
+from tests.redis_server import RedisServer
+
+
+def invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
+    return module.handler(event, LambdaContext())
+
+
+def body(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"])
+
+
+@pytest.fixture
+def flags(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client on the shared real Redis, emptied, holding the seed's example flags under the prefix."""
+    client = redis.Redis(port=redis_server.port, decode_responses=True)
+    client.flushall()
+    client.sadd("{flipper}:version:v1:positive", "feature_A", "feature_B")
+    client.sadd("{flipper}:group:g1:negative", "feature_B")
+    client.sadd("{flipper}:user:Zoë Ü:positive", "zoë's")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def handler(load_handler: LoadHandler, redis_server: RedisServer, flags: redis.Redis) -> ModuleType:
+    return load_handler(REDIS_URL=redis_server.url, FLIPPER_KEY_PREFIX="{flipper}:")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_serves_the_seed_example(handler: ModuleType, kind: str) -> None:
+    response = invoke(handler, request_event(kind, "/", [("version", "v1"), ("group", "g1"), ("user", "some_user")]))
+    assert response["statusCode"] == 200
+    assert response["body"] == '{"features": ["feature_A"]}'
+    assert response["headers"]["content-type"] == "application/json"
+    assert response["isBase64Encoded"] is False
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_query_values_reach_the_app_as_the_caller_sent_them(handler: ModuleType, kind: str) -> None:
+    """Spaces, Unicode and a repeated group survive each payload format's query encoding."""
+    query = [("version", "v1"), ("group", "g0"), ("group", "g1"), ("user", "Zoë Ü")]
+    assert body(invoke(handler, request_event(kind, "/", query))) == {"features": ["feature_A", "zoë's"]}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_health_and_errors_are_json(handler: ModuleType, kind: str) -> None:
+    health = invoke(handler, request_event(kind, "/health"))
+    assert (health["statusCode"], body(health)) == (200, {"status": "ok"})
+    unknown = invoke(handler, request_event(kind, "/", [("colour", "red")]))
+    assert unknown["statusCode"] == 400
+    assert "unknown query parameter 'colour'" in body(unknown)["error"]
+    missing = invoke(handler, request_event(kind, "/nowhere"))
+    assert missing["statusCode"] == 404
+    assert "error" in body(missing)
+
+
+def test_warm_invocations_share_one_connection_and_one_script_load(
+    load_handler: LoadHandler, own_redis_server: RedisServer
+) -> None:
+    """100 invocations in one container: Redis accepts one connection and loads the script once."""
+    observer = redis.Redis(port=own_redis_server.port, decode_responses=True)
+    observer.sadd("version:v1:positive", "feature_A")
+    observer.config_resetstat()
+    connections_before = observer.info("stats")["total_connections_received"]
+    module = load_handler(REDIS_URL=own_redis_server.url, FLIPPER_KEY_PREFIX="")
+
+    for kind in KINDS * 34:  # 102 invocations, every payload format
+        response = invoke(module, request_event(kind, "/", [("version", "v1")]))
+        assert body(response) == {"features": ["feature_A"]}
+
+    assert observer.info("stats")["total_connections_received"] - connections_before == 1
+    assert len(observer.client_list()) == 2  # the observer and the function's one connection
+    commands = observer.info("commandstats")
+    assert commands["cmdstat_script|load"]["calls"] == 1
+    # The first call finds the script missing (NOSCRIPT), loads it, and calls again: 103 for 102 invocations.
+    assert commands["cmdstat_evalsha"]["calls"] == 103
+    observer.close()
+
+
+def test_store_down_is_a_fast_503_logged_with_the_request_id(
+    load_handler: LoadHandler, own_redis_server: RedisServer
+) -> None:
+    module = load_handler(REDIS_URL=own_redis_server.url, FLIPPER_KEY_PREFIX="")
+    own_redis_server.kill()
+    logs = io.StringIO()
+    log_handler = module.logger.registered_handler
+    previous = log_handler.setStream(logs)
+    try:
+        event = request_event("http-api", "/", [("version", "v1")])
+        response = invoke(module, event)
+    finally:
+        log_handler.setStream(previous)
+    assert response["statusCode"] == 503
+    assert response["headers"]["retry-after"] == "1"
+    assert "unavailable" in body(response)["error"]
+    records = [json.loads(line) for line in logs.getvalue().splitlines()]
+    warning = next(record for record in records if record["level"] == "WARNING")
+    assert warning["message"].startswith("store unavailable")
+    assert warning["correlation_id"] == request_id(event)
+    assert warning["function_name"] == LambdaContext.function_name
+    assert "cold_start" in warning
+
+
+def emf_blobs(output: str) -> list[dict[str, Any]]:
+    return [blob for blob in map(json.loads, output.splitlines()) if "_aws" in blob]
+
+
+def test_metrics_are_flushed_with_every_invocation(
+    load_handler: LoadHandler, own_redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = load_handler(REDIS_URL=own_redis_server.url, FLIPPER_KEY_PREFIX="")
+    event = request_event("rest-api", "/", [("version", "v1")])
+    capsys.readouterr()
+    invoke(module, event)
+    invoke(module, event)
+    evaluations = [blob for blob in emf_blobs(capsys.readouterr().out) if "Evaluations" in blob]
+    assert [blob["Evaluations"] for blob in evaluations] == [[1.0], [1.0]]  # one flush per invocation
+    assert all(blob["EvaluationLatency"][0] > 0 for blob in evaluations)
+    assert evaluations[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Flipper"
+
+    own_redis_server.kill()
+    assert invoke(module, event)["statusCode"] == 503
+    [failed] = [blob for blob in emf_blobs(capsys.readouterr().out) if "ColdStart" not in blob]
+    assert failed["StoreErrors"] == [1.0]
+    assert "Evaluations" not in failed
+
+
+def test_admin_event_writes_and_reads_flag_sets_under_the_prefix(handler: ModuleType, flags: redis.Redis) -> None:
+    added = invoke(handler, {"flipper_admin": ["SADD", "group:g1:positive", "special_g1_feature"]})
+    assert added == {"result": 1}
+    assert flags.smembers("{flipper}:group:g1:positive") == {"special_g1_feature"}
+    event = request_event("http-api", "/", [("version", "v1"), ("group", "g1")])
+    assert body(invoke(handler, event)) == {"features": ["feature_A", "special_g1_feature"]}
+    assert invoke(handler, {"flipper_admin": ["smembers", "version:v1:positive"]}) == {
+        "result": ["feature_A", "feature_B"]
+    }
+    assert invoke(handler, {"flipper_admin": ["SREM", "version:v1:positive", "feature_A"]}) == {"result": 1}
+    assert body(invoke(handler, event)) == {"features": ["special_g1_feature"]}
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        ("SADD global:positive a", "flipper_admin must be a list of strings"),
+        (["FLUSHALL", "x"], "command 'FLUSHALL' is not allowed; use one of SADD, SREM, SMEMBERS"),
+        (["DEL", "global:positive"], "command 'DEL' is not allowed"),
+        (["SADD", "global:enabled", "a"], "'global:enabled' is not a flag key"),
+        (["SADD", "config:positive", "a"], "'config:positive' is not a flag key"),
+        (["SADD", "group::positive", "a"], "'group::positive' is not a flag key"),
+        (["SADD", "user:u:positive"], "SADD takes at least one member"),
+        (["SMEMBERS", "user:u:positive", "a"], "SMEMBERS takes no members"),
+    ],
+)
+def test_admin_event_refuses_anything_but_set_commands_on_flag_keys(
+    handler: ModuleType, flags: redis.Redis, command: Any, error: str
+) -> None:
+    keys_before = sorted(flags.keys("*"))
+    response = invoke(handler, {"flipper_admin": command})
+    assert response["error"].startswith(error)
+    assert sorted(flags.keys("*")) == keys_before
+
+
+@pytest.mark.parametrize(("disabled", "traced"), [(None, False), ("true", False), ("false", True)])
+def test_tracing_is_opt_in(
+    load_handler: LoadHandler,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    disabled: str | None,
+    traced: bool,
+) -> None:
+    """The template's Tracing parameter sets POWERTOOLS_TRACE_DISABLED; off, the X-Ray SDK is not even imported."""
+    monkeypatch.delenv("POWERTOOLS_TRACE_DISABLED", raising=False)
+    for name in [name for name in sys.modules if name.startswith("aws_xray_sdk")]:
+        monkeypatch.delitem(sys.modules, name)
+    environ = {"REDIS_URL": redis_server.url} | ({"POWERTOOLS_TRACE_DISABLED": disabled} if disabled else {})
+    module = load_handler(**environ)
+    assert ("aws_xray_sdk" in sys.modules) is traced
+    assert invoke(module, request_event("http-api", "/health"))["statusCode"] == 200

@@ -1,0 +1,60 @@
+"""template.yaml agrees with the code: the handler it names exists, and its defaults pass the app's checks.
+
+`make validate` (sam validate --lint) checks the template on its own; these check it against Flipper.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samtranslator.yaml_helper import yaml_parse
+
+from flipper.settings import has_hash_tag
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+
+
+def test_handler_named_by_the_template_exists(template: dict[str, Any]) -> None:
+    function = template["Resources"]["FlipperFunction"]["Properties"]
+    module_name, _, attribute = function["Handler"].rpartition(".")
+    assert (
+        Path(TEMPLATE.parent, function["CodeUri"]).resolve() == Path(importlib.import_module("flipper").__file__).parent
+    )
+    assert module_name == "flipper.handler"
+    source = Path(TEMPLATE.parent, function["CodeUri"], "handler.py").read_text(encoding="utf-8")
+    assert f"\ndef {attribute}(" in source
+
+
+def test_function_runs_on_arm64_python_313_with_a_short_timeout(template: dict[str, Any]) -> None:
+    function = template["Globals"]["Function"]
+    assert (function["Runtime"], function["Architectures"]) == ("python3.13", ["arm64"])
+    assert function["Timeout"] <= 10
+
+
+def test_default_prefix_carries_a_hash_tag_for_the_serverless_cluster(template: dict[str, Any]) -> None:
+    assert has_hash_tag(template["Parameters"]["KeyPrefix"]["Default"])
+    variables = template["Resources"]["FlipperFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["FLIPPER_KEY_PREFIX"] == {"Ref": "KeyPrefix"}
+    assert variables["FLIPPER_REDIS_CLUSTER"] == {"Fn::If": ["CreateCache", "true", {"Ref": "RedisCluster"}]}
+
+
+def test_function_reaches_the_cache_port_only(template: dict[str, Any]) -> None:
+    """Inline egress rules replace the default allow-all; the second one exists only with a password secret."""
+    resources = template["Resources"]
+    to_cache, to_secrets = resources["FunctionSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert (to_cache["FromPort"], to_cache["ToPort"]) == ({"Ref": "CachePort"}, {"Ref": "CachePort"})
+    assert to_cache["DestinationSecurityGroupId"] == {"Ref": "CacheSecurityGroup"}
+    assert to_secrets["Fn::If"][0] == "HasPasswordSecret"
+    assert to_secrets["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    ingress = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::EC2::SecurityGroupIngress"]
+    assert [(rule["GroupId"], rule["SourceSecurityGroupId"]) for rule in ingress] == [
+        ({"Ref": "CacheSecurityGroup"}, {"Ref": "FunctionSecurityGroup"})
+    ]
