@@ -24,19 +24,26 @@ def _fixture(kind: str) -> dict[str, Any]:
     return json.loads((EVENTS / f"{kind}.json").read_text(encoding="utf-8"))
 
 
-def request_event(kind: str, path: str = "/", query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
-    """The `kind` fixture as a GET of `path` with `query`, each pair as the caller sent it."""
+def request_event(
+    kind: str, path: str = "/", query: list[tuple[str, str]] | None = None, json_body: Any = None
+) -> dict[str, Any]:
+    """The `kind` fixture as a GET of `path` with `query`, each pair as the caller sent it; a POST of `json_body`."""
     event = copy.deepcopy(_fixture(kind))
+    method = "GET" if json_body is None else "POST"
+    event["body"] = None if json_body is None else json.dumps(json_body)
+    event["isBase64Encoded"] = False
     query = query or []
     multi: dict[str, list[str]] = {}
     for name, value in query:
         multi.setdefault(name, []).append(value)
     if kind == "rest-api":
+        event["httpMethod"] = event["requestContext"]["httpMethod"] = method
         event["path"] = path
         event["requestContext"]["path"] = f"/{event['requestContext']['stage']}{path}"
         event["multiValueQueryStringParameters"] = multi or None
         event["queryStringParameters"] = {name: values[-1] for name, values in multi.items()} or None
     else:
+        event["requestContext"]["http"]["method"] = method
         event["rawPath"] = event["requestContext"]["http"]["path"] = path
         event["rawQueryString"] = urlencode(query, quote_via=quote)
         event["queryStringParameters"] = {name: ",".join(values) for name, values in multi.items()}

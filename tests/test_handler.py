@@ -117,6 +117,25 @@ def test_store_down_is_a_fast_503_logged_with_the_request_id(
     assert "cold_start" in warning
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_serves_single_flag_checks_and_ofrep(handler: ModuleType, kind: str) -> None:
+    query = [("version", "v1"), ("group", "g1"), ("explain", "true")]
+    feature = invoke(handler, request_event(kind, "/features/feature_B", query))
+    assert body(feature) == {
+        "feature": "feature_B",
+        "enabled": False,
+        "reason": "TARGETING_MATCH",
+        "enabled_by": ["version:v1:positive"],
+        "disabled_by": ["group:g1:negative"],
+    }
+    context = {"context": {"version": "v1", "group": "g1", "targetingKey": "some_user"}}
+    bulk = invoke(handler, request_event(kind, "/ofrep/v1/evaluate/flags", json_body=context))
+    assert bulk["statusCode"] == 200
+    assert [(flag["key"], flag["value"]) for flag in body(bulk)["flags"]] == [("feature_A", True), ("feature_B", False)]
+    single = invoke(handler, request_event(kind, "/ofrep/v1/evaluate/flags/feature_A", json_body=context))
+    assert body(single) == {"key": "feature_A", "value": True, "reason": "TARGETING_MATCH", "variant": "on"}
+
+
 def emf_blobs(output: str) -> list[dict[str, Any]]:
     return [blob for blob in map(json.loads, output.splitlines()) if "_aws" in blob]
 
@@ -129,8 +148,9 @@ def test_metrics_are_flushed_with_every_invocation(
     capsys.readouterr()
     invoke(module, event)
     invoke(module, event)
+    invoke(module, request_event("rest-api", "/ofrep/v1/evaluate/flags", json_body={"context": {}}))
     evaluations = [blob for blob in emf_blobs(capsys.readouterr().out) if "Evaluations" in blob]
-    assert [blob["Evaluations"] for blob in evaluations] == [[1.0], [1.0]]  # one flush per invocation
+    assert [blob["Evaluations"] for blob in evaluations] == [[1.0], [1.0], [1.0]]  # one flush per invocation
     assert all(blob["EvaluationLatency"][0] > 0 for blob in evaluations)
     assert evaluations[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Flipper"
 

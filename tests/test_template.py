@@ -9,10 +9,13 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from flipper.settings import has_hash_tag
+from flipper.app import create_app
+from flipper.settings import Settings, has_hash_tag
+from flipper.store import Store
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 
@@ -47,14 +50,24 @@ def test_default_prefix_carries_a_hash_tag_for_the_serverless_cluster(template: 
 
 
 def test_function_reaches_the_cache_port_only(template: dict[str, Any]) -> None:
-    """Inline egress rules replace the default allow-all; the second one exists only with a password secret."""
+    """Inline egress rules replace the default allow-all; the second one exists only when a secret is used."""
     resources = template["Resources"]
     to_cache, to_secrets = resources["FunctionSecurityGroup"]["Properties"]["SecurityGroupEgress"]
     assert (to_cache["FromPort"], to_cache["ToPort"]) == ({"Ref": "CachePort"}, {"Ref": "CachePort"})
     assert to_cache["DestinationSecurityGroupId"] == {"Ref": "CacheSecurityGroup"}
-    assert to_secrets["Fn::If"][0] == "HasPasswordSecret"
+    assert to_secrets["Fn::If"][0] == "UsesSecrets"
     assert to_secrets["Fn::If"][2] == {"Ref": "AWS::NoValue"}
     ingress = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::EC2::SecurityGroupIngress"]
     assert [(rule["GroupId"], rule["SourceSecurityGroupId"]) for rule in ingress] == [
         ({"Ref": "CacheSecurityGroup"}, {"Ref": "FunctionSecurityGroup"})
     ]
+
+
+def test_http_api_routes_every_route_the_app_serves(template: dict[str, Any]) -> None:
+    """A route the app has but the API lacks would answer API Gateway's own 404 in production."""
+    events = template["Resources"]["FlipperFunction"]["Properties"]["Events"].values()
+    # `{name+}` is API Gateway's greedy parameter; the app's `name` convertor matches the rest of the path.
+    routed = {(e["Properties"]["Method"], e["Properties"]["Path"].replace("+}", ":name}")) for e in events}
+    app = create_app(Store(fakeredis.FakeAsyncRedis()), Settings())
+    served = {(method, route.path) for route in app.routes for method in route.methods - {"HEAD"}}
+    assert routed == served

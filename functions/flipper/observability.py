@@ -32,14 +32,12 @@ class MeteredStore(Store):
     """A store that counts evaluations and store errors and times each evaluation, as EMF metrics."""
 
     async def features(self, context: Context) -> list[str]:
-        started = time.perf_counter()
-        with _counting_errors():
-            features = await super().features(context)
-        metrics.add_metric(name="Evaluations", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(
-            name="EvaluationLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
-        )
-        return features
+        with _metered_evaluation():
+            return await super().features(context)
+
+    async def key_members(self, context: Context) -> list[list[str]]:
+        with _metered_evaluation():
+            return await super().key_members(context)
 
     async def ping(self) -> None:
         with _counting_errors():
@@ -53,6 +51,18 @@ def _counting_errors() -> Iterator[None]:
     except StoreError:
         metrics.add_metric(name="StoreErrors", unit=MetricUnit.Count, value=1)
         raise
+
+
+@contextlib.contextmanager
+def _metered_evaluation() -> Iterator[None]:
+    """One evaluation: counted and timed when it succeeds, a store error when it fails."""
+    started = time.perf_counter()
+    with _counting_errors():
+        yield
+    metrics.add_metric(name="Evaluations", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name="EvaluationLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
+    )
 
 
 def traced(handler: F) -> F:
