@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: help install-develop test lint format dev-server clean
+.PHONY: help install-develop test lint format dev-server bench clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,11 @@ format: install-develop ## Rewrite files in ruff's style
 
 dev-server: install-develop ## Serve on $HOST:$PORT (127.0.0.1:5000); REDIS_URL, or an embedded store; RELOAD=1 reloads
 	$(BIN)/python -m flipper.devserver --host $(HOST) --port $(PORT) $(if $(RELOAD),--reload)
+
+bench: install-develop ## Benchmark (~5 min): latency, throughput vs /health, script vs SUNION; rewrites README Performance
+	command -v redis-benchmark >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+	$(BIN)/pip install --quiet matplotlib  # the chart only: not a dependency of Flipper
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
