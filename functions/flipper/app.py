@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .query import parse_context
-from .responses import JSONResponse, error_response
+from .responses import FeaturesResponse, JSONResponse, error_response
 from .settings import Settings
 from .store import Store, StoreError, StoreUnavailable
 
@@ -25,7 +25,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
 
     async def features(request: Request) -> Response:
         context = parse_context(request.scope["query_string"], settings)
-        return JSONResponse({"features": await store.features(context)})
+        return FeaturesResponse(await store.features(context))
 
     async def health(request: Request) -> Response:
         await store.ping()
