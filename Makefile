@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: help install-develop test lint format dev-server bench clean
+.PHONY: help install-develop test lint format dev-server bench chaos clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,10 @@ bench: install-develop ## Benchmark (~5 min): latency, throughput vs /health, sc
 	command -v redis-benchmark >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 	$(BIN)/pip install --quiet matplotlib  # the chart only: not a dependency of Flipper
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+chaos: install-develop ## Kill and hang Redis under load and print the counts (~15 s); then fuzz at volume
+	$(BIN)/python -m bench.chaos
+	$(BIN)/pytest -q -m chaos -k no_5xx tests/test_chaos.py
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -130,6 +130,7 @@ class _Run:
         records = self.records + [(due - start, end - due, -1, -1) for due in pending]
         records.sort()
         return {
+            "start": start,  # time.perf_counter() is system-wide (CLOCK_MONOTONIC): other processes can compare
             "elapsed": end - start,
             "requests": [[round(t, 6), round(lat, 6), status, body] for t, lat, status, body in records],
             "bodies": [body.decode("utf-8", "replace") for body in self.bodies],
@@ -169,12 +170,23 @@ async def closed_loop(url: str, connections: int, duration: float) -> dict[str, 
     return run.report([], start, time.perf_counter())
 
 
-def spawn(url: str, *, duration: float, rate: float | None = None, connections: int = 64) -> dict[str, Any]:
-    """Run the generator in its own process, off this one's CPU time, and return its JSON."""
+def start(url: str, *, duration: float, rate: float | None = None, connections: int = 64) -> subprocess.Popen[str]:
+    """Start the generator in its own process, off this one's CPU time; `finish` collects its JSON."""
     command = [sys.executable, "-m", "bench.loadgen", url, "--duration", str(duration)]
     command += ["--connections", str(connections), *(["--rate", str(rate)] if rate else [])]
-    completed = subprocess.run(command, capture_output=True, check=True, text=True)
-    return json.loads(completed.stdout)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen[str]) -> dict[str, Any]:
+    output, _ = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"the load generator failed with exit status {process.returncode}")
+    return json.loads(output)
+
+
+def spawn(url: str, *, duration: float, rate: float | None = None, connections: int = 64) -> dict[str, Any]:
+    """Run the generator to the end in its own process and return its JSON."""
+    return finish(start(url, duration=duration, rate=rate, connections=connections))
 
 
 def main(argv: list[str] | None = None) -> None:

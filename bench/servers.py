@@ -27,15 +27,11 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A real redis-server on a loopback port, with no persistence, that a test may stop and restart.
+    """A real redis-server on a loopback port, with no persistence, that a test may stop and restart."""
 
-    With `data_dir`, `save()` writes a snapshot there that the next `start()` loads, as a Redis with
-    persistence reloads its data after a crash (its script cache still starts empty).
-    """
-
-    def __init__(self, port: int | None = None, data_dir: Path | None = None) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.data_dir = data_dir
+        self.data_dir: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -44,6 +40,7 @@ class RedisServer:
 
     def start(self) -> None:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args += ["--enable-protected-configs", "local"]  # lets save() CONFIG SET dir
         if self.data_dir is not None:
             args += ["--dir", str(self.data_dir), "--dbfilename", "flipper.rdb"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
@@ -60,11 +57,14 @@ class RedisServer:
             finally:
                 client.close()
 
-    def save(self) -> None:
-        """Snapshot the data into `data_dir`, for the next start to load."""
-        assert self.data_dir is not None, "save() needs a data_dir"
+    def save(self, directory: Path) -> None:
+        """Snapshot the data into `directory`, which the next `start()` loads, as a Redis with persistence
+        reloads its data after a crash (its script cache still starts empty)."""
         with redis.Redis(port=self.port) as client:
+            client.config_set("dir", str(directory))
+            client.config_set("dbfilename", "flipper.rdb")
             client.save()
+        self.data_dir = directory
 
     def signal(self, signum: int) -> None:
         assert self.process is not None

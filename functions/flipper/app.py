@@ -54,7 +54,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         yield
         await store.aclose()
 
-    return Starlette(
+    app = Starlette(
         routes=[Route("/", features, methods=["GET"]), Route("/health", health, methods=["GET"])],
         exception_handlers={
             HTTPException: http_error,
@@ -64,3 +64,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         },
         lifespan=lifespan,
     )
+    # `/health/` is a JSON 404, not a redirect: Starlette's redirect is not JSON, and fails with a 500 when
+    # the query string is not UTF-8 (found by the fuzz test in tests/test_chaos.py).
+    app.router.redirect_slashes = False
+    return app
