@@ -20,6 +20,7 @@ import io
 import json
 import os
 import platform
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from flipper.store import script_source
 
 from . import loadgen, report
 from .datasets import DATA_SETS, DataSet
-from .servers import FlipperServer, RedisServer
+from .servers import FlipperServer, RedisServer, cpu_seconds
 from .stats import median_of, summarize
 
 RESULTS = Path(__file__).with_name("results.json")
@@ -80,17 +81,33 @@ def _latency_line(name: str, result: dict[str, Any]) -> str:
     )
 
 
-def closed_loop(urls: dict[str, str], expected: dict[str, str], rounds: int, duration: float) -> dict[str, Any]:
-    """Throughput (right answers a second) of each target, alternating; the ratio of the medians."""
+def closed_loop(
+    urls: dict[str, str], expected: dict[str, str], servers: dict[str, Any], rounds: int, duration: float
+) -> dict[str, Any]:
+    """Throughput (right answers a second) of each target, alternating, and the ratio of the medians.
+
+    Also each server's CPU time per request: steadier than throughput on a shared machine, and it says
+    where the time goes (Flipper's process, or Redis).
+    """
     rates: dict[str, list[float]] = {name: [] for name in urls}
+    cpu: dict[str, dict[str, list[float]]] = {name: {server: [] for server in servers} for name in urls}
     for _ in range(rounds):
         for name, url in urls.items():
-            rates[name].append(summarize(loadgen.spawn(url, duration=duration, connections=32), expected[name])["rate"])
-    result = {name: sorted(values)[len(values) // 2] for name, values in rates.items()} | {"rounds": rates}
+            before = {server: cpu_seconds(process) for server, process in servers.items()}
+            run = loadgen.spawn(url, duration=duration, connections=32)
+            for server, process in servers.items():
+                cpu[name][server].append((cpu_seconds(process) - before[server]) / len(run["requests"]) * 1e6)
+            rates[name].append(summarize(run, expected[name])["rate"])
+    result: dict[str, Any] = {name: statistics.median(values) for name, values in rates.items()}
     result["ratio"] = result["evaluation"] / result["health"]
+    result["cpu_us_per_request"] = {
+        name: {server: statistics.median(values) for server, values in by_server.items()}
+        for name, by_server in cpu.items()
+    }
+    result["rounds"] = rates
     print(
         f"  closed loop: evaluation {result['evaluation']:.0f}/s, health {result['health']:.0f}/s,"
-        f" ratio {result['ratio']:.2f}"
+        f" ratio {result['ratio']:.2f}; CPU µs per request {result['cpu_us_per_request']}"
     )
     return result
 
@@ -108,7 +125,7 @@ def redis_benchmark(port: int, commands: dict[str, list[str]], rounds: int, requ
             rates[name].append(float(rows[-1][1]))
     stats = client.info("commandstats")
     client.close()
-    result: dict[str, Any] = {name: sorted(values)[len(values) // 2] for name, values in rates.items()}
+    result: dict[str, Any] = {name: statistics.median(values) for name, values in rates.items()}
     result["usec_per_call"] = {
         name: stats[f"cmdstat_{command[0].lower()}"]["usec_per_call"] for name, command in commands.items()
     }
@@ -131,7 +148,9 @@ def measure(data_set: DataSet, redis_server: RedisServer, flipper: FlipperServer
     return {
         "enabled": len(data_set.enabled),
         "open_loop": open_loop(urls, expected, args.rounds, args.duration),
-        "closed_loop": closed_loop(urls, expected, args.rounds, args.duration),
+        "closed_loop": closed_loop(
+            urls, expected, {"flipper": flipper.process, "redis": redis_server.process}, args.rounds, args.duration
+        ),
         "redis": redis_benchmark(
             redis_server.port,
             {
@@ -144,13 +163,6 @@ def measure(data_set: DataSet, redis_server: RedisServer, flipper: FlipperServer
     }
 
 
-def lambda_handler() -> dict[str, Any] | None:
-    """Warm handler time per API Gateway v2 event and import time, once functions/flipper/handler.py exists."""
-    if not (Path(__file__).resolve().parents[1] / "functions" / "flipper" / "handler.py").exists():
-        return None
-    return None  # to be measured once the deployment work lands: see README, Performance
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per measurement (default 3)")
@@ -159,7 +171,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-set", choices=sorted(DATA_SETS), action="append", help="default: all")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite README.md and the chart")
     args = parser.parse_args(argv)
-    results: dict[str, Any] = {"machine": machine(), "data_sets": {}}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "rounds": args.rounds,
+        "duration": args.duration,
+        "rates": list(RATES),
+        "data_sets": {},
+    }
     print("machine: {cores} cores, {cpu}, {date}".format(**results["machine"]))
     redis_server = RedisServer()
     redis_server.start()
@@ -171,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         flipper.stop()
         redis_server.stop()
-    results["lambda"] = lambda_handler()
+    # The Lambda handler's numbers go in results["lambda"] ({"import_ms": ..., "warm_us": ...}) once
+    # functions/flipper/handler.py exists; report.py already prints them when present.
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")
     if not args.no_report:

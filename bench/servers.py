@@ -20,6 +20,13 @@ import redis
 _START_TIMEOUT_SECONDS = 10
 
 
+def cpu_seconds(process: subprocess.Popen[bytes] | None) -> float:
+    """User + system CPU time the process has used so far (Linux /proc)."""
+    assert process is not None
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
