@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -174,7 +175,7 @@ def start(url: str, *, duration: float, rate: float | None = None, connections: 
     """Start the generator in its own process, off this one's CPU time; `finish` collects its JSON."""
     command = [sys.executable, "-m", "bench.loadgen", url, "--duration", str(duration)]
     command += ["--connections", str(connections), *(["--rate", str(rate)] if rate else [])]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
 
 
 def finish(process: subprocess.Popen[str]) -> dict[str, Any]:

@@ -37,8 +37,10 @@ def table(results: dict[str, Any]) -> str:
     for rate in results["rates"]:
         row(
             f"evaluation at {rate} req/s: p50 / p95 / p99 ms (achieved/s)",
-            lambda d, r=str(rate): " / ".join(_ms(d["open_loop"][r]["evaluation"][p]) for p in ("p50", "p95", "p99"))
-            + f" ({d['open_loop'][r]['evaluation']['rate']:.0f})",
+            lambda d, r=str(rate): (
+                " / ".join(_ms(d["open_loop"][r]["evaluation"][p]) for p in ("p50", "p95", "p99"))
+                + f" ({d['open_loop'][r]['evaluation']['rate']:.0f})"
+            ),
         )
     top = str(results["rates"][-1])
     row(f"`/health` at {top} req/s: p99 ms", lambda d: _ms(d["open_loop"][top]["health"]["p99"]))
@@ -49,7 +51,11 @@ def table(results: dict[str, Any]) -> str:
     )
     row("closed loop: evaluations/s", lambda d: f"{d['closed_loop']['evaluation']:.0f}")
     row("closed loop: `/health`/s", lambda d: f"{d['closed_loop']['health']:.0f}")
-    row("evaluation ÷ `/health` throughput", lambda d: f"{d['closed_loop']['ratio']:.2f}", f"≥ {TARGETS['throughput_ratio']}")
+    row(
+        "evaluation ÷ `/health` throughput",
+        lambda d: f"{d['closed_loop']['ratio']:.2f}",
+        f"≥ {TARGETS['throughput_ratio']}",
+    )
     for target in ("evaluation", "health"):
         row(
             f"CPU µs per {'evaluation' if target == 'evaluation' else '`/health`'}: Flipper / Redis",
@@ -58,9 +64,11 @@ def table(results: dict[str, Any]) -> str:
     row("redis-benchmark: script (EVALSHA)/s", lambda d: f"{d['redis']['script']:.0f}")
     row("redis-benchmark: SUNION of the positive sets/s", lambda d: f"{d['redis']['sunion']:.0f}")
     row("script ÷ SUNION", lambda d: f"{d['redis']['ratio']:.2f}", f"≥ {TARGETS['redis_ratio']}")
+    row("redis-benchmark: algebra and sort in Lua/s", lambda d: f"{d['redis']['lua_algebra']:.0f}")
+    row("algebra in Lua ÷ SUNION", lambda d: f"{d['redis']['lua_algebra_ratio']:.2f}")
     row(
-        "Redis µs per call: script / SUNION (INFO commandstats)",
-        lambda d: " / ".join(f"{v:.1f}" for v in d["redis"]["usec_per_call"].values()),
+        "Redis µs per call: script / SUNION / algebra in Lua",
+        lambda d: " / ".join(f"{d['redis']['usec_per_call'][k]:.1f}" for k in ("script", "sunion", "lua_algebra")),
     )
     lines = [
         f"Measured {machine['date']} by `make bench` on {machine['cores']} cores ({machine['cpu']}),"
@@ -74,7 +82,9 @@ def table(results: dict[str, Any]) -> str:
     handler = results.get("lambda")
     lines.append("")
     if handler:
-        lines.append(f"Lambda handler: import {handler['import_ms']:.0f} ms, warm {handler['warm_us']:.0f} µs per event.")
+        lines.append(
+            f"Lambda handler: import {handler['import_ms']:.0f} ms, warm {handler['warm_us']:.0f} µs per event."
+        )
     else:
         lines.append("Lambda handler: not measured yet (functions/flipper/handler.py is not on this branch).")
     lines += ["", f"![Latency: the seed against Flipper]({CHART.relative_to(ROOT).as_posix()})"]

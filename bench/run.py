@@ -4,9 +4,10 @@ For each data set (small, large) it measures, in alternating rounds so drift on 
 both sides alike:
 
 - open loop: latency p50/p95/p99 and achieved rate of evaluation and of `/health` at constant arrival rates;
-- closed loop: throughput of evaluation and of `/health` (one PING through the same stack), and their ratio;
+- closed loop: throughput of evaluation and of `/health` (one PING through the same stack), their ratio,
+  and the CPU time per request of Flipper's process and of Redis;
 - Redis alone (redis-benchmark): the evaluation script by EVALSHA against a native SUNION of the same
-  positive sets, their ratio, and Redis's own microseconds per call (INFO commandstats).
+  positive sets and against the algebra done in Lua, and Redis's own µs per call (INFO commandstats).
 
 It writes bench/results.json, then the README's Performance section and the chart (bench/report.py).
 """
@@ -36,6 +37,7 @@ from .servers import FlipperServer, RedisServer, cpu_seconds
 from .stats import median_of, summarize
 
 RESULTS = Path(__file__).with_name("results.json")
+LUA_ALGEBRA = Path(__file__).with_name("algebra_in_lua.lua")  # the road not taken, measured each run
 RATES = (100, 1000, 2000)
 REDIS_BENCHMARK_CLIENTS = 50
 
@@ -113,27 +115,27 @@ def closed_loop(
 
 
 def redis_benchmark(port: int, commands: dict[str, list[str]], rounds: int, requests: int) -> dict[str, Any]:
-    """redis-benchmark's rate for each command, alternating; Redis's µs per call; the ratio of the medians."""
+    """redis-benchmark's rate for each command, alternating, and Redis's own µs per call (INFO commandstats)."""
     client = redis.Redis(port=port)
     rates: dict[str, list[float]] = {name: [] for name in commands}
-    client.config_resetstat()
+    usec: dict[str, list[float]] = {name: [] for name in commands}
+    benchmark = ["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(REDIS_BENCHMARK_CLIENTS)]
     for _ in range(rounds):
         for name, command in commands.items():
-            benchmark = ["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(REDIS_BENCHMARK_CLIENTS)]
+            client.config_resetstat()
             output = subprocess.run([*benchmark, "--csv", *command], capture_output=True, check=True, text=True).stdout
-            rows = list(csv.reader(io.StringIO(output)))
-            rates[name].append(float(rows[-1][1]))
-    stats = client.info("commandstats")
+            rates[name].append(float(list(csv.reader(io.StringIO(output)))[-1][1]))
+            usec[name].append(client.info("commandstats")[f"cmdstat_{command[0].lower()}"]["usec_per_call"])
     client.close()
     result: dict[str, Any] = {name: statistics.median(values) for name, values in rates.items()}
-    result["usec_per_call"] = {
-        name: stats[f"cmdstat_{command[0].lower()}"]["usec_per_call"] for name, command in commands.items()
-    }
+    result["usec_per_call"] = {name: statistics.median(values) for name, values in usec.items()}
     result["rounds"] = rates
     result["ratio"] = result["script"] / result["sunion"]
+    result["lua_algebra_ratio"] = result["lua_algebra"] / result["sunion"]
     print(
         f"  redis-benchmark: script {result['script']:.0f}/s, SUNION {result['sunion']:.0f}/s,"
-        f" ratio {result['ratio']:.2f}; µs per call {result['usec_per_call']}"
+        f" algebra in Lua {result['lua_algebra']:.0f}/s; script ÷ SUNION {result['ratio']:.2f},"
+        f" algebra in Lua ÷ SUNION {result['lua_algebra_ratio']:.2f}; µs per call {result['usec_per_call']}"
     )
     return result
 
@@ -142,6 +144,7 @@ def measure(data_set: DataSet, redis_server: RedisServer, flipper: FlipperServer
     with redis.Redis(port=redis_server.port) as client:
         data_set.load(client)
         sha = client.script_load(script_source())
+        lua_algebra_sha = client.script_load(LUA_ALGEBRA.read_text(encoding="utf-8"))
     urls = {"evaluation": f"{flipper.url}/?{data_set.query}", "health": f"{flipper.url}/health"}
     expected = {"evaluation": expected_body(data_set), "health": JSONResponse({"status": "ok"}).body.decode()}
     print(f"{data_set.name}: {len(data_set.enabled)} features enabled for ?{data_set.query}")
@@ -156,6 +159,7 @@ def measure(data_set: DataSet, redis_server: RedisServer, flipper: FlipperServer
             {
                 "script": ["EVALSHA", sha, str(len(data_set.keys)), *data_set.keys],
                 "sunion": ["SUNION", *data_set.positive_keys],
+                "lua_algebra": ["EVALSHA", lua_algebra_sha, str(len(data_set.keys)), *data_set.keys],
             },
             args.rounds,
             args.redis_requests,
