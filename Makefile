@@ -40,7 +40,7 @@ bench: install-develop ## Benchmark (~5 min): latency, throughput vs /health, sc
 	$(BIN)/pip install --quiet matplotlib  # the chart only: not a dependency of Flipper
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-chaos: install-develop ## Kill and hang Redis under load and print the counts (~15 s); then fuzz at volume
+chaos: install-develop ## Kill and hang Redis under load and print the counts; then fuzz at volume (~30 s)
 	$(BIN)/python -m bench.chaos
 	$(BIN)/pytest -q -m chaos -k no_5xx tests/test_chaos.py
 

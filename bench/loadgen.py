@@ -133,6 +133,7 @@ class _Run:
         return {
             "start": start,  # time.perf_counter() is system-wide (CLOCK_MONOTONIC): other processes can compare
             "elapsed": end - start,
+            "cpu_seconds": time.process_time(),  # the generator's own CPU: it must not be the bottleneck
             "requests": [[round(t, 6), round(lat, 6), status, body] for t, lat, status, body in records],
             "bodies": [body.decode("utf-8", "replace") for body in self.bodies],
         }

@@ -43,6 +43,10 @@ def table(results: dict[str, Any]) -> str:
             ),
         )
     top = str(results["rates"][-1])
+    row(
+        f"the load generator's own CPU at {top} req/s (of one core)",
+        lambda d: f"{d['open_loop'][top]['evaluation'].get('generator_cpu', float('nan')):.0%}",
+    )
     row(f"`/health` at {top} req/s: p99 ms", lambda d: _ms(d["open_loop"][top]["health"]["p99"]))
     row(
         f"p99 evaluation ÷ p99 `/health` at {top} req/s",

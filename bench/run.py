@@ -66,9 +66,12 @@ def open_loop(urls: dict[str, str], expected: dict[str, str], rounds: int, durat
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
         for _ in range(rounds):
             for name, url in urls.items():
-                runs[name].append(summarize(loadgen.spawn(url, duration=duration, rate=rate), expected[name]))
+                run = loadgen.spawn(url, duration=duration, rate=rate)
+                runs[name].append(summarize(run, expected[name]) | {"generator_cpu": run["cpu_seconds"] / duration})
         results[str(rate)] = {
-            name: {field: median_of(summaries, field) for field in ("p50", "p95", "p99", "max", "rate")}
+            name: {
+                field: median_of(summaries, field) for field in ("p50", "p95", "p99", "max", "rate", "generator_cpu")
+            }
             | {"errors": sum(s["requests"] - s["ok"] for s in summaries)}
             for name, summaries in runs.items()
         }
@@ -79,7 +82,7 @@ def open_loop(urls: dict[str, str], expected: dict[str, str], rounds: int, durat
 def _latency_line(name: str, result: dict[str, Any]) -> str:
     return (
         f"{name} p50 {result['p50']:.2f} p95 {result['p95']:.2f} p99 {result['p99']:.2f} ms"
-        f" at {result['rate']:.0f}/s, {result['errors']} wrong"
+        f" at {result['rate']:.0f}/s, {result['errors']} wrong (generator: {result['generator_cpu']:.0%} of a core)"
     )
 
 
