@@ -35,6 +35,7 @@ from .servers import FlipperServer, RedisServer
 
 DOWN_BOUND_SECONDS = 1.0
 RECOVERY_BOUND_SECONDS = 1.0
+IN_FLIGHT_SECONDS = 0.1  # longer than any answer while Redis is up
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +77,9 @@ def run(redis_server: RedisServer, snapshot_dir: Path, plan: Plan = Plan()) -> d
         total = plan.steady + plan.down + plan.back + plan.hung + plan.resumed
         load = loadgen.start(f"{flipper.url}/?{LARGE.query}", duration=total + 0.5, rate=plan.rate, connections=512)
         time.sleep(0.5 + plan.steady)  # the generator's start-up, then steady answers
-        events["killed"] = time.perf_counter()
+        events["killing"] = time.perf_counter()
         redis_server.kill()
+        events["killed"] = time.perf_counter()  # dead: kill() waited for it
         time.sleep(plan.down)
         events["restarting"] = time.perf_counter()
         redis_server.start()  # returns once it answers PING: snapshot loaded
@@ -132,13 +134,17 @@ def analyse(answers: list[Answer], events: dict[str, float], expected: str) -> d
     report["other_statuses"] = sum(
         1 for a in answers if not right(a) and not (a.status == 503 and _is_error_json(a.body))
     )
+    # Answered before the kill began: right. Sent once Redis was dead: a JSON 503 in time. Answers in
+    # flight across the kill may be either (and are still checked by wrong_200 and other_statuses).
+    report["wrong_before_kill"] = sum(1 for a in answers if a.sent + a.latency < events["killing"] and not right(a))
     down = [a for a in answers if events["killed"] <= a.sent < events["restarting"]]
     report["down_outside_bound"] = sum(1 for a in down if not (a.status == 503 and a.latency <= DOWN_BOUND_SECONDS))
     report["hung_outside_bound"] = sum(
         1 for a in answers if events["stopped"] <= a.sent < events["continued"] and a.latency > hang_bound
     )
     report["hang_bound_ms"] = round(hang_bound * 1e3)
-    report["recovery_after_restart_s"] = _rounded(recovery(events["back"], events["stopped"]))
+    # Up to the next fault, less the answers it may catch in flight.
+    report["recovery_after_restart_s"] = _rounded(recovery(events["back"], events["stopped"] - IN_FLIGHT_SECONDS))
     report["recovery_after_sigcont_s"] = _rounded(recovery(events["continued"], float("inf")))
     report["restart_s"] = round(events["back"] - events["restarting"], 3)
     return report
@@ -154,7 +160,7 @@ def print_report(report: dict[str, Any]) -> None:
             f"  {name:<8} sent {phase['sent']:>5}  right {phase['right']:>5}  JSON 503 {phase['json_503']:>5}"
             f"  statuses {phase['statuses']}  max latency {phase['max_latency_ms']} ms"
         )
-    for key in ("wrong_200", "other_statuses", "down_outside_bound", "hung_outside_bound"):
+    for key in ("wrong_200", "other_statuses", "wrong_before_kill", "down_outside_bound", "hung_outside_bound"):
         print(f"  {key}: {report[key]}")
     print(f"  Redis restart (snapshot load) {report['restart_s']} s")
     print(f"  time to recovery: after restart {report['recovery_after_restart_s']} s,", end=" ")
