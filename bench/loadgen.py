@@ -1,10 +1,10 @@
 """An HTTP/1.1 load generator: open loop at a constant arrival rate, or closed loop on N connections.
 
 Open loop schedules request i at `start + i / rate` and counts its latency from that scheduled time,
-as vegeta does, so a slow server cannot hold the arrivals back and hide its own queueing. Run it as
-its own process (`python -m bench.loadgen ...`), off the server's cores' event loop; it prints one JSON
-object: every request as `[scheduled offset s, latency s, status, body index]` and the distinct
-bodies. Status 0 is a connection error, -1 no answer before the end of the run.
+as vegeta does, so a slow server cannot hold the arrivals back and hide its own queueing. It runs as
+its own process (`python -m bench.loadgen ...`, or `spawn`), apart from whatever drives it, and prints
+one JSON object: every request as `[scheduled offset s, latency s, status, body index]` and the
+distinct bodies. Status 0 is a connection error, -1 no answer before the end of the run.
 """
 
 from __future__ import annotations

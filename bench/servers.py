@@ -92,9 +92,9 @@ class RedisServer:
 class FlipperServer:
     """Flipper exactly as `make dev-server` runs it: `python -m flipper.devserver`, with REDIS_URL set."""
 
-    def __init__(self, redis_url: str, port: int | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, redis_url: str, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.env = {**os.environ, "REDIS_URL": redis_url, **(env or {})}
+        self.env = {**os.environ, "REDIS_URL": redis_url}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
