@@ -16,7 +16,7 @@ LAMBDA_PLATFORM := manylinux2014_aarch64
 ROOT := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
 BUILD_PYTHON := $(ROOT)$(BIN)/python
 
-.PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api
+.PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api bench chaos
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -76,6 +76,15 @@ deploy: build ## sam deploy (needs AWS credentials); CONFIG_ENV=prod for product
 
 local-api: build ## sam local start-api on :5000 with local-env.json (needs Docker, and Redis on the host's 6379)
 	$(SAM) local start-api
+
+bench: install-develop ## Benchmark (~5 min): latency, throughput vs /health, script vs SUNION; rewrites README Performance
+	command -v redis-benchmark >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+	$(BIN)/pip install --quiet matplotlib  # the chart only: not a dependency of Flipper
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+chaos: install-develop ## Kill and hang Redis under load and print the counts; then fuzz at volume (~30 s)
+	$(BIN)/python -m bench.chaos
+	$(BIN)/pytest -q -m chaos -k no_5xx tests/test_chaos.py
 
 clean: ## Remove .venv, caches and sam's build
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .aws-sam

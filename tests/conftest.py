@@ -17,10 +17,11 @@ import pytest
 import redis
 import uvicorn
 
+from bench.servers import RedisServer, free_port
 from flipper.app import create_app
 from flipper.settings import Settings
 from flipper.store import Store
-from tests.redis_server import RedisServer, free_port, skip_without
+from tests.needs import skip_without
 
 
 @pytest.fixture(scope="session")

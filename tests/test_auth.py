@@ -14,11 +14,11 @@ from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
+from bench.servers import RedisServer
 from flipper.app import create_app
 from flipper.auth import api_keys
 from flipper.settings import Settings, SettingsError
 from flipper.store import Store
-from tests.redis_server import RedisServer
 from tests.test_store import write
 
 KEYED = Settings(api_keys=("key-one", "key-two"))

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import redis
 
+from bench.servers import RedisServer
 from flipper.store import script_source
 from tests.lambda_events import KINDS, request_event
-from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACT = ROOT / ".aws-sam" / "build" / "FlipperFunction"

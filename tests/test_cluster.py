@@ -15,12 +15,13 @@ import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
+from bench.servers import RedisServer, free_port
 from flipper.model import Context, flag_keys
 from flipper.settings import Settings, SettingsError, has_hash_tag
 from flipper.store import Store
 from tests.conftest import LoadHandler
 from tests.lambda_events import KINDS, LambdaContext, request_event
-from tests.redis_server import RedisServer, free_port, skip_without
+from tests.needs import skip_without
 from tests.test_store import CASES, Flags
 
 PREFIX = "{flipper}:"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from tests.redis_server import RedisServer, free_port
+from bench.servers import RedisServer, free_port
 
 
 class DevServer:

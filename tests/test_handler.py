@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import redis
 
+from bench.servers import RedisServer
 from tests.conftest import LoadHandler
 from tests.lambda_events import KINDS, LambdaContext, request_event, request_id
-from tests.redis_server import RedisServer
 
 
 def invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from bench.servers import RedisServer
 from flipper.app import create_app
 from flipper.settings import Settings
 from flipper.store import Store
-from tests.redis_server import RedisServer
 from tests.test_store import write
 
 SINGLE = "/ofrep/v1/evaluate/flags/"

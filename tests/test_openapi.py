@@ -17,11 +17,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from bench.servers import RedisServer
 from flipper.app import create_app
 from flipper.openapi import document
 from flipper.settings import Settings
 from flipper.store import Store
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture

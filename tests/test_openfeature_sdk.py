@@ -13,8 +13,8 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
+from bench.servers import RedisServer
 from flipper.settings import Settings
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture

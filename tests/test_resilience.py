@@ -10,10 +10,10 @@ import httpx
 import pytest
 import redis
 
+from bench.servers import RedisServer
 from flipper.app import create_app
 from flipper.settings import Settings
 from flipper.store import Store
-from tests.redis_server import RedisServer
 
 # "About a second": the defaults (0.25 s connect, 0.5 s command timeout) must answer well within it.
 BOUND_SECONDS = 1.0

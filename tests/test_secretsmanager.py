@@ -12,11 +12,11 @@ import redis
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
+from bench.servers import RedisServer
 from flipper.model import Context
 from flipper.secretsmanager import fetch_secret
 from flipper.settings import Settings, SettingsError
 from flipper.store import Store, StoreError
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture

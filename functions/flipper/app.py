@@ -20,7 +20,7 @@ from .auth import APIKeyMiddleware, api_keys
 from .caching import conditional
 from .model import evaluate_all, evaluate_feature
 from .query import parse_context, parse_feature_query, path_name
-from .responses import JSONResponse, error_response
+from .responses import FeaturesResponse, JSONResponse, error_response
 from .settings import Settings
 from .store import Store, StoreError, StoreUnavailable
 
@@ -45,7 +45,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
 
     async def features(request: Request) -> Response:
         context = parse_context(request.scope["query_string"], settings)
-        return conditional(request, JSONResponse({"features": await store.features(context)}), settings.cache_control)
+        return conditional(request, FeaturesResponse(await store.features(context)), settings.cache_control)
 
     async def feature(request: Request) -> Response:
         name = path_name(request.path_params["name"], "feature name", settings)
@@ -126,7 +126,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         yield
         await store.aclose()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", features, methods=["GET"]),
             Route("/features/{name:name}", feature, methods=["GET"]),
@@ -145,3 +145,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         middleware=middleware,
         lifespan=lifespan,
     )
+    # `/health/` is a JSON 404, not a redirect: Starlette's redirect is not JSON, and fails with a 500 when
+    # the query string is not UTF-8 (found by the fuzz test in tests/test_chaos.py).
+    app.router.redirect_slashes = False
+    return app

@@ -1,0 +1,83 @@
+"""The benchmark's two data sets, each with the caller whose flags it evaluates.
+
+`small` is seed-like, a few flags per level; `large` has 300 global, 60 version, 30 group and 5 user
+features, with negatives at every level that switch 20 of them off: 375 enabled for the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from urllib.parse import urlencode
+
+import redis
+
+from flipper.model import Context, enabled_features, flag_keys
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSet:
+    name: str
+    flags: dict[str, list[str]]
+    context: Context
+
+    @property
+    def query(self) -> str:
+        """The caller as a query string: `version=v1&group=g1&user=u1`."""
+        params = [("version", self.context.version), *(("group", g) for g in self.context.groups)]
+        return urlencode([*params, ("user", self.context.user)])
+
+    @property
+    def keys(self) -> list[str]:
+        """Every key the caller's evaluation reads, in the script's order."""
+        return flag_keys(self.context)
+
+    @property
+    def positive_keys(self) -> list[str]:
+        return self.keys[: len(self.keys) // 2]
+
+    @property
+    def enabled(self) -> list[str]:
+        """The right answer, by the model's rule."""
+        return enabled_features([self.flags.get(key, []) for key in self.keys])
+
+    def load(self, client: redis.Redis) -> None:
+        """Replace whatever the database holds with this data set."""
+        pipeline = client.pipeline()
+        pipeline.flushall()
+        for key, members in self.flags.items():
+            pipeline.sadd(key, *members)
+        pipeline.execute()
+
+
+CALLER = Context(version="v1", groups=("g1",), user="u1")
+
+# The seed's walk-through, plus a global and a user flag.
+SMALL = DataSet(
+    "small",
+    {
+        "global:positive": ["dark_mode", "new_checkout"],
+        "version:v1:positive": ["feature_A", "feature_B"],
+        "group:g1:positive": ["special_g1_feature"],
+        "group:g1:negative": ["feature_B"],
+        "user:u1:positive": ["beta_search"],
+        "user:u1:negative": ["new_checkout"],
+    },
+    CALLER,
+)
+
+
+def _large() -> DataSet:
+    sizes = {"global": 300, "version:v1": 60, "group:g1": 30, "user:u1": 5}
+    positives = {entity: [f"{entity.split(':')[0]}_feature_{i:03d}" for i in range(n)] for entity, n in sizes.items()}
+    flags = {f"{entity}:positive": names for entity, names in positives.items()}
+    # Each level switches off five features of a broader level (the user, five of the group's):
+    # 395 enabled, 20 disabled, 375 left.
+    flags["global:negative"] = positives["global"][:5]
+    flags["version:v1:negative"] = positives["global"][5:10]
+    flags["group:g1:negative"] = positives["version:v1"][:5]
+    flags["user:u1:negative"] = positives["group:g1"][:5]
+    return DataSet("large", flags, CALLER)
+
+
+LARGE = _large()
+DATA_SETS = {data_set.name: data_set for data_set in (SMALL, LARGE)}

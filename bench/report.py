@@ -1,0 +1,145 @@
+"""The benchmark's results written into README.md's Performance section, and the chart under docs/.
+
+The table goes between the `<!-- bench:start -->` and `<!-- bench:end -->` markers; the prose around
+them is written by hand from the same numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+CHART = ROOT / "docs" / "performance.png"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+# The seed's only published figures (its README, "Some benches"): vegeta at 100 req/s, 26-byte answers.
+SEED = {"rate": 100, "p50": 2.78229, "p95": 3.220638, "p99": 3.587132}
+TARGETS = {"throughput_ratio": 0.7, "redis_ratio": 0.8, "p99_ratio": 1.3}
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    names = list(results["data_sets"])
+    sets = [results["data_sets"][name] for name in names]
+    rows: list[tuple[str, list[str], str]] = []
+
+    def row(label: str, cell: Any, target: str = "") -> None:
+        rows.append((label, [cell(data) for data in sets], target))
+
+    row("features enabled", lambda d: str(d["enabled"]))
+    for rate in results["rates"]:
+        row(
+            f"evaluation at {rate} req/s: p50 / p95 / p99 ms (achieved/s)",
+            lambda d, r=str(rate): (
+                " / ".join(_ms(d["open_loop"][r]["evaluation"][p]) for p in ("p50", "p95", "p99"))
+                + f" ({d['open_loop'][r]['evaluation']['rate']:.0f})"
+            ),
+        )
+    top = str(results["rates"][-1])
+    row(
+        f"the load generator's own CPU at {top} req/s (of one core)",
+        lambda d: f"{d['open_loop'][top]['evaluation'].get('generator_cpu', float('nan')):.0%}",
+    )
+    row(f"`/health` at {top} req/s: p99 ms", lambda d: _ms(d["open_loop"][top]["health"]["p99"]))
+    row(
+        f"p99 evaluation ÷ p99 `/health` at {top} req/s",
+        lambda d: f"{d['open_loop'][top]['evaluation']['p99'] / d['open_loop'][top]['health']['p99']:.2f}",
+        f"≤ {TARGETS['p99_ratio']}",
+    )
+    row("closed loop: evaluations/s", lambda d: f"{d['closed_loop']['evaluation']:.0f}")
+    row("closed loop: `/health`/s", lambda d: f"{d['closed_loop']['health']:.0f}")
+    row(
+        "evaluation ÷ `/health` throughput",
+        lambda d: f"{d['closed_loop']['ratio']:.2f}",
+        f"≥ {TARGETS['throughput_ratio']}",
+    )
+    for target in ("evaluation", "health"):
+        row(
+            f"CPU µs per {'evaluation' if target == 'evaluation' else '`/health`'}: Flipper / Redis",
+            lambda d, t=target: " / ".join(f"{v:.0f}" for v in d["closed_loop"]["cpu_us_per_request"][t].values()),
+        )
+    row("redis-benchmark: script (EVALSHA)/s", lambda d: f"{d['redis']['script']:.0f}")
+    row("redis-benchmark: SUNION of the positive sets/s", lambda d: f"{d['redis']['sunion']:.0f}")
+    row("script ÷ SUNION", lambda d: f"{d['redis']['ratio']:.2f}", f"≥ {TARGETS['redis_ratio']}")
+    row("redis-benchmark: algebra and sort in Lua/s", lambda d: f"{d['redis']['lua_algebra']:.0f}")
+    row("algebra in Lua ÷ SUNION", lambda d: f"{d['redis']['lua_algebra_ratio']:.2f}")
+    row(
+        "Redis µs per call: script / SUNION / algebra in Lua",
+        lambda d: " / ".join(f"{d['redis']['usec_per_call'][k]:.1f}" for k in ("script", "sunion", "lua_algebra")),
+    )
+    lines = [
+        f"Measured {machine['date']} by `make bench` on {machine['cores']} cores ({machine['cpu']}),"
+        f" Python {machine['python']}, Redis {machine['redis']}: the median of {results['rounds']} alternating"
+        f" rounds of {results['duration']:.0f} s each. Targets are for the large data set.",
+        "",
+        "| | " + " | ".join(names) + " | target |",
+        "| --- |" + " --- |" * (len(names) + 1),
+        *(f"| {label} | " + " | ".join(cells) + f" | {target} |" for label, cells, target in rows),
+    ]
+    handler = results.get("lambda")
+    lines.append("")
+    if handler:
+        lines.append(
+            f"Lambda handler: import {handler['import_ms']:.0f} ms, warm {handler['warm_us']:.0f} µs per event."
+        )
+    else:
+        lines.append("Lambda handler: not measured yet (functions/flipper/handler.py is not on this branch).")
+    lines += ["", f"![Latency: the seed against Flipper]({CHART.relative_to(ROOT).as_posix()})"]
+    return "\n".join(lines)
+
+
+def chart(results: dict[str, Any]) -> None:
+    """Grouped bars: p50, p95 and p99 of the seed at 100 req/s, and of ours per data set and rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    labels = [f"seed\nsmall, {SEED['rate']}/s"]
+    values = {p: [SEED[p]] for p in ("p50", "p95", "p99")}
+    for name, data in results["data_sets"].items():
+        for rate in results["rates"]:
+            labels.append(f"Flipper\n{name}, {rate}/s")
+            for p in values:
+                values[p].append(data["open_loop"][str(rate)]["evaluation"][p])
+    figure, axes = pyplot.subplots(figsize=(10, 4.5), dpi=100)
+    width = 0.27
+    for i, (p, series) in enumerate(values.items()):
+        bars = axes.bar([x + (i - 1) * width for x in range(len(labels))], series, width, label=p)
+        axes.bar_label(bars, fmt="%.1f", fontsize=7)
+    axes.set_xticks(range(len(labels)), labels, fontsize=8)
+    axes.set_ylabel("latency, ms (lower is better)")
+    machine = results["machine"]
+    axes.set_title(
+        f"Evaluation latency at a constant arrival rate — {machine['cores']} cores, {machine['date']}", fontsize=10
+    )
+    axes.legend()
+    figure.tight_layout()
+    CHART.parent.mkdir(exist_ok=True)
+    figure.savefig(CHART)
+    pyplot.close(figure)
+
+
+def write(results: dict[str, Any]) -> None:
+    text = README.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
+    if not pattern.search(text):
+        raise SystemExit(f"{README} has no {START} … {END} markers in its Performance section")
+    README.write_text(pattern.sub(lambda _: f"{START}\n{table(results)}\n{END}", text), encoding="utf-8")
+    chart(results)
+    print(f"wrote {README.name} (Performance) and {CHART.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    import json
+
+    from .run import RESULTS
+
+    write(json.loads(RESULTS.read_text()))

@@ -1,0 +1,208 @@
+"""`make bench`: Flipper as `make dev-server` runs it, on its own redis-server, under load; numbers, not adjectives.
+
+For each data set (small, large) it measures, in alternating rounds so drift on a shared machine hits
+both sides alike:
+
+- open loop: latency p50/p95/p99 and achieved rate of evaluation and of `/health` at constant arrival rates;
+- closed loop: throughput of evaluation and of `/health` (one PING through the same stack), their ratio,
+  and the CPU time per request of Flipper's process and of Redis;
+- Redis alone (redis-benchmark): the evaluation script by EVALSHA against a native SUNION of the same
+  positive sets and against the algebra done in Lua, and Redis's own µs per call (INFO commandstats).
+
+It writes bench/results.json, then the README's Performance section and the chart (bench/report.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from flipper.responses import JSONResponse
+from flipper.store import script_source
+
+from . import loadgen, report
+from .datasets import DATA_SETS, DataSet
+from .servers import FlipperServer, RedisServer, cpu_seconds
+from .stats import median_of, summarize
+
+RESULTS = Path(__file__).with_name("results.json")
+LUA_ALGEBRA = Path(__file__).with_name("algebra_in_lua.lua")  # the road not taken, measured each run
+RATES = (100, 1000, 2000)
+REDIS_BENCHMARK_CLIENTS = 50
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), platform.processor())
+    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "redis": redis_version.removeprefix("v="),
+    }
+
+
+def expected_body(data_set: DataSet) -> str:
+    return JSONResponse({"features": data_set.enabled}).body.decode("utf-8")
+
+
+def open_loop(urls: dict[str, str], expected: dict[str, str], rounds: int, duration: float) -> dict[str, Any]:
+    """Per rate and target: the median over rounds of each percentile and of the achieved rate."""
+    results: dict[str, Any] = {}
+    for rate in RATES:
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+        for _ in range(rounds):
+            for name, url in urls.items():
+                run = loadgen.spawn(url, duration=duration, rate=rate)
+                runs[name].append(summarize(run, expected[name]) | {"generator_cpu": run["cpu_seconds"] / duration})
+        results[str(rate)] = {
+            name: {
+                field: median_of(summaries, field) for field in ("p50", "p95", "p99", "max", "rate", "generator_cpu")
+            }
+            | {"errors": sum(s["requests"] - s["ok"] for s in summaries)}
+            for name, summaries in runs.items()
+        }
+        print(f"  open loop {rate:>5} req/s: " + "; ".join(_latency_line(n, r) for n, r in results[str(rate)].items()))
+    return results
+
+
+def _latency_line(name: str, result: dict[str, Any]) -> str:
+    return (
+        f"{name} p50 {result['p50']:.2f} p95 {result['p95']:.2f} p99 {result['p99']:.2f} ms"
+        f" at {result['rate']:.0f}/s, {result['errors']} wrong (generator: {result['generator_cpu']:.0%} of a core)"
+    )
+
+
+def closed_loop(
+    urls: dict[str, str], expected: dict[str, str], servers: dict[str, Any], rounds: int, duration: float
+) -> dict[str, Any]:
+    """Throughput (right answers a second) of each target, alternating, and the ratio of the medians.
+
+    Also each server's CPU time per request: steadier than throughput on a shared machine, and it says
+    where the time goes (Flipper's process, or Redis).
+    """
+    rates: dict[str, list[float]] = {name: [] for name in urls}
+    cpu: dict[str, dict[str, list[float]]] = {name: {server: [] for server in servers} for name in urls}
+    for _ in range(rounds):
+        for name, url in urls.items():
+            before = {server: cpu_seconds(process) for server, process in servers.items()}
+            run = loadgen.spawn(url, duration=duration, connections=32)
+            for server, process in servers.items():
+                cpu[name][server].append((cpu_seconds(process) - before[server]) / len(run["requests"]) * 1e6)
+            rates[name].append(summarize(run, expected[name])["rate"])
+    result: dict[str, Any] = {name: statistics.median(values) for name, values in rates.items()}
+    result["ratio"] = result["evaluation"] / result["health"]
+    result["cpu_us_per_request"] = {
+        name: {server: statistics.median(values) for server, values in by_server.items()}
+        for name, by_server in cpu.items()
+    }
+    result["rounds"] = rates
+    print(
+        f"  closed loop: evaluation {result['evaluation']:.0f}/s, health {result['health']:.0f}/s,"
+        f" ratio {result['ratio']:.2f}; CPU µs per request {result['cpu_us_per_request']}"
+    )
+    return result
+
+
+def redis_benchmark(port: int, commands: dict[str, list[str]], rounds: int, requests: int) -> dict[str, Any]:
+    """redis-benchmark's rate for each command, alternating, and Redis's own µs per call (INFO commandstats)."""
+    client = redis.Redis(port=port)
+    rates: dict[str, list[float]] = {name: [] for name in commands}
+    usec: dict[str, list[float]] = {name: [] for name in commands}
+    benchmark = ["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(REDIS_BENCHMARK_CLIENTS)]
+    for _ in range(rounds):
+        for name, command in commands.items():
+            client.config_resetstat()
+            output = subprocess.run([*benchmark, "--csv", *command], capture_output=True, check=True, text=True).stdout
+            rates[name].append(float(list(csv.reader(io.StringIO(output)))[-1][1]))
+            usec[name].append(client.info("commandstats")[f"cmdstat_{command[0].lower()}"]["usec_per_call"])
+    client.close()
+    result: dict[str, Any] = {name: statistics.median(values) for name, values in rates.items()}
+    result["usec_per_call"] = {name: statistics.median(values) for name, values in usec.items()}
+    result["rounds"] = rates
+    result["ratio"] = result["script"] / result["sunion"]
+    result["lua_algebra_ratio"] = result["lua_algebra"] / result["sunion"]
+    print(
+        f"  redis-benchmark: script {result['script']:.0f}/s, SUNION {result['sunion']:.0f}/s,"
+        f" algebra in Lua {result['lua_algebra']:.0f}/s; script ÷ SUNION {result['ratio']:.2f},"
+        f" algebra in Lua ÷ SUNION {result['lua_algebra_ratio']:.2f}; µs per call {result['usec_per_call']}"
+    )
+    return result
+
+
+def measure(data_set: DataSet, redis_server: RedisServer, flipper: FlipperServer, args: argparse.Namespace) -> dict:
+    with redis.Redis(port=redis_server.port) as client:
+        data_set.load(client)
+        sha = client.script_load(script_source())
+        lua_algebra_sha = client.script_load(LUA_ALGEBRA.read_text(encoding="utf-8"))
+    urls = {"evaluation": f"{flipper.url}/?{data_set.query}", "health": f"{flipper.url}/health"}
+    expected = {"evaluation": expected_body(data_set), "health": JSONResponse({"status": "ok"}).body.decode()}
+    print(f"{data_set.name}: {len(data_set.enabled)} features enabled for ?{data_set.query}")
+    return {
+        "enabled": len(data_set.enabled),
+        "open_loop": open_loop(urls, expected, args.rounds, args.duration),
+        "closed_loop": closed_loop(
+            urls, expected, {"flipper": flipper.process, "redis": redis_server.process}, args.rounds, args.duration
+        ),
+        "redis": redis_benchmark(
+            redis_server.port,
+            {
+                "script": ["EVALSHA", sha, str(len(data_set.keys)), *data_set.keys],
+                "sunion": ["SUNION", *data_set.positive_keys],
+                "lua_algebra": ["EVALSHA", lua_algebra_sha, str(len(data_set.keys)), *data_set.keys],
+            },
+            args.rounds,
+            args.redis_requests,
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench.run", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per measurement (default 3)")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per load run (default 4)")
+    parser.add_argument("--redis-requests", type=int, default=50_000, help="requests per redis-benchmark run")
+    parser.add_argument("--data-set", choices=sorted(DATA_SETS), action="append", help="default: all")
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite README.md and the chart")
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "rounds": args.rounds,
+        "duration": args.duration,
+        "rates": list(RATES),
+        "data_sets": {},
+    }
+    print("machine: {cores} cores, {cpu}, {date}".format(**results["machine"]))
+    redis_server = RedisServer()
+    redis_server.start()
+    flipper = FlipperServer(redis_server.url)
+    try:
+        flipper.start()
+        for name in args.data_set or DATA_SETS:
+            results["data_sets"][name] = measure(DATA_SETS[name], redis_server, flipper, args)
+    finally:
+        flipper.stop()
+        redis_server.stop()
+    # The Lambda handler's numbers go in results["lambda"] ({"import_ms": ..., "warm_us": ...}) once
+    # functions/flipper/handler.py exists; report.py already prints them when present.
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+    if not args.no_report:
+        report.write(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The evaluation's body: byte for byte what json.dumps writes, whatever the feature names hold."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flipper.responses import FeaturesResponse, features_body
+
+
+def seed_format(features: list[str]) -> bytes:
+    return json.dumps({"features": features}, ensure_ascii=False).encode("utf-8")
+
+
+@given(st.lists(st.text()))
+def test_body_is_json_dumps_byte_for_byte(features: list[str]) -> None:
+    assert features_body(features) == seed_format(features)
+
+
+@given(st.lists(st.sampled_from(['"', "\\", "\n", "\x00", "\x1f", "\x7f", "é", "\u2028", "a", ", "]), min_size=1))
+def test_names_that_need_escaping_are_escaped(names: list[str]) -> None:
+    features = ["".join(names), "plain"]
+    assert features_body(features) == seed_format(features)
+    assert json.loads(features_body(features)) == {"features": features}
+
+
+def test_response_has_the_seed_spacing_and_media_type() -> None:
+    response = FeaturesResponse(["a", "b"])
+    assert response.body == b'{"features": ["a", "b"]}'
+    assert response.media_type == "application/json"
+    assert FeaturesResponse([]).body == b'{"features": []}'
