@@ -23,6 +23,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,28 @@ def measure(data_set: DataSet, redis_server: RedisServer, flipper: FlipperServer
     }
 
 
+def lambda_handler(redis_server: RedisServer, data_set: DataSet) -> dict[str, float]:
+    """The handler's import time and warm µs per v2 event (bench/handler.py), median of fresh processes."""
+    with redis.Redis(port=redis_server.port) as client:
+        data_set.load(client)
+    env = {**os.environ, "REDIS_URL": redis_server.url, "POWERTOOLS_METRICS_NAMESPACE": "FlipperBench"}
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "bench.handler", data_set.query],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        for _ in range(3)
+    ]
+    result = {name: statistics.median(run[name] for run in runs) for name in ("import_ms", "warm_us")}
+    print(f"lambda handler ({data_set.name}): import {result['import_ms']:.0f} ms, warm {result['warm_us']:.0f} µs")
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per measurement (default 3)")
@@ -193,11 +216,10 @@ def main(argv: list[str] | None = None) -> None:
         flipper.start()
         for name in args.data_set or DATA_SETS:
             results["data_sets"][name] = measure(DATA_SETS[name], redis_server, flipper, args)
+        results["lambda"] = lambda_handler(redis_server, DATA_SETS["large"])
     finally:
         flipper.stop()
         redis_server.stop()
-    # The Lambda handler's numbers go in results["lambda"] ({"import_ms": ..., "warm_us": ...}) once
-    # functions/flipper/handler.py exists; report.py already prints them when present.
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")
     if not args.no_report:
