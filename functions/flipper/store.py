@@ -89,16 +89,17 @@ class Store:
 
     async def features(self, context: Context) -> list[str]:
         """The features enabled for `context`, sorted by code point."""
-        keys = flag_keys(context, self.key_prefix)
-        with _store_errors():
-            members = await self._evaluate(keys=keys)
-        return enabled_features(members)
+        return enabled_features(await self._members(context))
 
     async def key_members(self, context: Context) -> list[list[str]]:
         """The members of each of `flag_keys(context)`, in that order, from the same one script call.
 
         What reasons and explanations are computed from (`model.evaluate_all`, `model.evaluate_feature`).
         """
+        return await self._members(context)
+
+    async def _members(self, context: Context) -> list[list[str]]:
+        # Not key_members itself: a subclass that wraps both public methods must not see one call twice.
         with _store_errors():
             return await self._evaluate(keys=flag_keys(context, self.key_prefix))
 
