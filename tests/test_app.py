@@ -97,6 +97,12 @@ async def test_unknown_path_and_method_are_json(client: httpx.AsyncClient) -> No
     assert (response.status_code, response.json()) == (405, {"error": "Method Not Allowed"})
 
 
+@pytest.mark.parametrize("path", ["/%0A", "/health%0A", "/openapi.json%0A"])
+async def test_a_path_with_a_final_line_break_is_not_its_route(client: httpx.AsyncClient, path: str) -> None:
+    response = await client.get(path)
+    assert (response.status_code, response.json()) == (404, {"error": "Not Found"})
+
+
 async def test_a_store_error_is_a_json_500_without_traceback(client: httpx.AsyncClient, store: Store) -> None:
     await store.client.set("global:positive", "not a set")
     response = await client.get("/")

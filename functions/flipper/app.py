@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 
 from starlette.applications import Starlette
@@ -34,6 +35,13 @@ class NameConvertor(PathConvertor):
 
 
 register_url_convertor("name", NameConvertor())
+
+
+def exact(route: Route) -> Route:
+    """`route`, matching only its whole path: Starlette ends its pattern with `$`, which also matches
+    before a final line break, so `/\\n` was served as `/` (found by the fuzz test in tests/test_chaos.py)."""
+    route.path_regex = re.compile(route.path_regex.pattern.removesuffix("$") + r"\Z")
+    return route
 
 
 def create_app(store: Store, settings: Settings) -> Starlette:
@@ -128,12 +136,15 @@ def create_app(store: Store, settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/", features, methods=["GET"]),
-            Route("/features/{name:name}", feature, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/openapi.json", openapi_json, methods=["GET"]),
-            Route("/ofrep/v1/evaluate/flags/{key:name}", ofrep_flag, methods=["POST"]),
-            Route("/ofrep/v1/evaluate/flags", ofrep_flags, methods=["POST"]),
+            exact(route)
+            for route in (
+                Route("/", features, methods=["GET"]),
+                Route("/features/{name:name}", feature, methods=["GET"]),
+                Route("/health", health, methods=["GET"]),
+                Route("/openapi.json", openapi_json, methods=["GET"]),
+                Route("/ofrep/v1/evaluate/flags/{key:name}", ofrep_flag, methods=["POST"]),
+                Route("/ofrep/v1/evaluate/flags", ofrep_flags, methods=["POST"]),
+            )
         ],
         exception_handlers={
             HTTPException: http_error,
