@@ -63,11 +63,15 @@ def test_function_reaches_the_cache_port_only(template: dict[str, Any]) -> None:
     ]
 
 
-def test_http_api_routes_every_route_the_app_serves(template: dict[str, Any]) -> None:
-    """A route the app has but the API lacks would answer API Gateway's own 404 in production."""
-    events = template["Resources"]["FlipperFunction"]["Properties"]["Events"].values()
+def test_http_api_routes_every_route_the_app_serves_and_the_rest_to_the_app(template: dict[str, Any]) -> None:
+    """A route the app has but the API lacks would answer API Gateway's own 404 in production; so would any
+    other path or method without the `$default` route (an HttpApi event with no path and no method)."""
+    events = [
+        event["Properties"] for event in template["Resources"]["FlipperFunction"]["Properties"]["Events"].values()
+    ]
+    assert [event for event in events if "Path" not in event] == [{"ApiId": {"Ref": "HttpApi"}}]
     # `{name+}` is API Gateway's greedy parameter; the app's `name` convertor matches the rest of the path.
-    routed = {(e["Properties"]["Method"], e["Properties"]["Path"].replace("+}", ":name}")) for e in events}
+    routed = {(event["Method"], event["Path"].replace("+}", ":name}")) for event in events if "Path" in event}
     app = create_app(Store(fakeredis.FakeAsyncRedis()), Settings())
     served = {(method, route.path) for route in app.routes for method in route.methods - {"HEAD"}}
     assert routed == served
