@@ -15,6 +15,9 @@ LAMBDA_PYTHON := 3.13
 LAMBDA_PLATFORM := manylinux2014_aarch64
 ROOT := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
 BUILD_PYTHON := $(ROOT)$(BIN)/python
+# bench and chaos start their own redis-server (and bench runs redis-benchmark): installed when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+INSTALL_REDIS := command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null)
 
 .PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api bench chaos
 
@@ -80,11 +83,12 @@ local-api: build ## sam local start-api on :5000 with local-env.json (needs Dock
 	$(SAM) local start-api
 
 bench: install-develop ## Benchmark (~5 min): latency, throughput vs /health, script vs SUNION; rewrites README Performance
-	command -v redis-benchmark >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+	$(INSTALL_REDIS)
 	$(BIN)/pip install --quiet matplotlib  # the chart only: not a dependency of Flipper
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 chaos: install-develop ## Kill and hang Redis under load and print the counts; then fuzz at volume (~30 s)
+	$(INSTALL_REDIS)
 	$(BIN)/python -m bench.chaos
 	$(BIN)/pytest -q -m chaos -k no_5xx tests/test_chaos.py
 
