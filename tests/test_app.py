@@ -103,7 +103,12 @@ async def test_a_path_with_a_final_line_break_is_not_its_route(client: httpx.Asy
     assert (response.status_code, response.json()) == (404, {"error": "Not Found"})
 
 
-async def test_a_store_error_is_a_json_500_without_traceback(client: httpx.AsyncClient, store: Store) -> None:
-    await store.client.set("global:positive", "not a set")
+@pytest.mark.parametrize("write", [("SET", "global:positive", "not a set"), ("SADD", "global:positive", b"\xff")])
+async def test_a_store_error_is_a_json_500_without_traceback(
+    client: httpx.AsyncClient, store: Store, write: tuple[str | bytes, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key that is not a set, or a flag name that is not UTF-8: logged in one line, answered as a store error."""
+    await store.client.execute_command(*write)
     response = await client.get("/")
     assert (response.status_code, response.json()) == (500, {"error": "the flag store answered with an error"})
+    assert [record.exc_info for record in caplog.records if record.name == "flipper"] == [None]

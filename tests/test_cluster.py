@@ -6,22 +6,26 @@ guarantees; without one, the app refuses to start.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from bench.servers import RedisServer, free_port
+from flipper.app import create_app
 from flipper.model import Context, flag_keys
 from flipper.settings import Settings, SettingsError, has_hash_tag
-from flipper.store import Store
+from flipper.store import Store, StoreUnavailable
 from tests.conftest import LoadHandler
 from tests.lambda_events import KINDS, LambdaContext, request_event
 from tests.needs import skip_without
+from tests.test_resilience import timed_get
 from tests.test_store import CASES, Flags
 
 PREFIX = "{flipper}:"
@@ -151,3 +155,43 @@ def test_handler_refuses_to_start_in_cluster_mode_without_hash_tag(
 ) -> None:
     with pytest.raises(SettingsError, match="has no hash tag"):
         load_handler(REDIS_URL=cluster[0].url, FLIPPER_REDIS_CLUSTER="true", FLIPPER_KEY_PREFIX="flipper:")
+
+
+async def test_a_cluster_that_cannot_be_reached_is_unavailable_not_an_error() -> None:
+    store = Store.from_settings(
+        Settings(redis_url=f"redis://127.0.0.1:{free_port()}", redis_cluster=True, key_prefix=PREFIX)
+    )
+    with pytest.raises(StoreUnavailable):
+        await store.features(Context())
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+    await store.aclose()
+
+
+async def test_a_hung_flag_node_costs_one_command_timeout_and_fails_health(
+    cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    """The node holding the flags' slot stopped (SIGSTOP): an evaluation is a 503 after one command timeout,
+    not two (the cluster client would retry the timeout), and /health says so rather than pinging another node.
+
+    After a failure the client first re-reads the cluster's layout, which may meet the hung node too: the
+    next request gets two timeouts at most."""
+    writer.sadd(PREFIX + "version:v1:positive", "feature_A")
+    owner = writer.get_node_from_key(PREFIX + "global:positive")
+    [node] = [node for node in cluster if node.port == owner.port]
+    settings = Settings(redis_url=cluster[0].url, redis_cluster=True, key_prefix=PREFIX, command_timeout=0.3)
+    store = Store.from_settings(settings)
+    transport = httpx.ASGITransport(app=create_app(store, settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://flipper.test") as client:
+        assert (await client.get("/health")).status_code == 200
+        node.signal(signal.SIGSTOP)
+        try:
+            for url, timeouts in (("/?version=v1", 1), ("/health", 2)):
+                response, elapsed = await timed_get(client, url)
+                assert (response.status_code, response.headers["retry-after"]) == (503, "1")
+                assert elapsed < timeouts * settings.command_timeout + 0.25, (url, elapsed)
+        finally:
+            node.signal(signal.SIGCONT)
+        response = await client.get("/?version=v1")
+        assert (response.status_code, response.json()) == (200, {"features": ["feature_A"]})
+    await store.aclose()

@@ -77,8 +77,9 @@ async def test_store_authenticates_with_the_password_from_the_secret(secrets: An
 async def test_wrong_password_is_a_store_error_not_a_hang(secrets: Any, password_redis: RedisServer) -> None:
     arn = secrets.create_secret(Name="flipper/redis", SecretString="wrong")["ARN"]
     store = Store.from_settings(Settings(redis_url=password_redis.url, redis_password_secret_arn=arn))
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="invalid username-password") as raised:
         await store.features(Context())
+    assert type(raised.value) is StoreError  # not StoreUnavailable: retrying will not mend a wrong password
     await store.aclose()
 
 

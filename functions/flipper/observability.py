@@ -29,11 +29,8 @@ warnings.filterwarnings("ignore", "No application metrics to publish", UserWarni
 
 
 class MeteredStore(Store):
-    """A store that counts evaluations and store errors and times each evaluation, as EMF metrics."""
-
-    async def features(self, context: Context) -> list[str]:
-        with _metered_evaluation():
-            return await super().features(context)
+    """A store that counts evaluations and store errors and times each evaluation's script call, as EMF
+    metrics. Every evaluation (`features` too) goes through `key_members`: each is counted once."""
 
     async def key_members(self, context: Context) -> list[list[str]]:
         with _metered_evaluation():

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# Long enough that a warm container never fetches again; short enough that a rotated secret is seen.
+# Flipper reads each secret once, when a container starts (a rotation reaches new containers); the cache
+# serves a second read of the same ARN, e.g. one secret for both the password and the API keys.
 SECRET_MAX_AGE_SECONDS = 300
 
 

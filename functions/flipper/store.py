@@ -27,15 +27,37 @@ class StoreUnavailable(StoreError):
     """Redis could not be reached or did not answer in time; the request may be retried later."""
 
 
+# Transient: Redis (or a cluster node) is down, unreachable, hung, failing over or resharding.
+_UNAVAILABLE = (
+    exceptions.ConnectionError,
+    exceptions.TimeoutError,
+    exceptions.ClusterError,
+    exceptions.TryAgainError,
+    exceptions.RedisClusterException,  # "cannot be connected", a slot not covered: not RedisErrors
+)
+
+
 @contextlib.contextmanager
 def _store_errors() -> Iterator[None]:
-    """Turn Redis being down, unreachable or hung into StoreUnavailable, and its error replies into StoreError."""
+    """Turn Redis being down, unreachable or hung into StoreUnavailable, and what retrying cannot mend
+    (a wrong password, an error reply, a flag name that is not UTF-8) into StoreError."""
     try:
         yield
-    except (exceptions.ConnectionError, exceptions.TimeoutError) as exc:
-        raise StoreUnavailable(str(exc)) from exc
-    except exceptions.ResponseError as exc:
+    except exceptions.AuthenticationError as exc:  # a ConnectionError, but a retry will not help
         raise StoreError(str(exc)) from exc
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    except (exceptions.ResponseError, UnicodeDecodeError) as exc:
+        raise StoreError(str(exc)) from exc
+
+
+class _RedisCluster(RedisCluster):
+    """redis-py's cluster client, without its retry of a timeout: a hung node costs one command timeout,
+    as on a single Redis. A broken connection, a failover or a moved slot are still retried once."""
+
+    ERRORS_ALLOW_RETRY = tuple(
+        error for error in RedisCluster.ERRORS_ALLOW_RETRY if error is not exceptions.TimeoutError
+    )
 
 
 def script_source() -> str:
@@ -60,7 +82,7 @@ def client_from_settings(settings: Settings) -> redis.asyncio.Redis | RedisClust
         from .secretsmanager import fetch_secret  # boto3 is heavy: imported only when a secret is configured
 
         options["password"] = fetch_secret(settings.redis_password_secret_arn)
-    client_class = RedisCluster if settings.redis_cluster else redis.asyncio.Redis
+    client_class = _RedisCluster if settings.redis_cluster else redis.asyncio.Redis
     return client_class.from_url(
         settings.redis_url,
         socket_connect_timeout=settings.connect_timeout,
@@ -89,24 +111,26 @@ class Store:
 
     async def features(self, context: Context) -> list[str]:
         """The features enabled for `context`, sorted by code point."""
-        return enabled_features(await self._members(context))
+        return enabled_features(await self.key_members(context))
 
     async def key_members(self, context: Context) -> list[list[str]]:
         """The members of each of `flag_keys(context)`, in that order, from the same one script call.
 
         What reasons and explanations are computed from (`model.evaluate_all`, `model.evaluate_feature`).
         """
-        return await self._members(context)
-
-    async def _members(self, context: Context) -> list[list[str]]:
-        # Not key_members itself: a subclass that wraps both public methods must not see one call twice.
         with _store_errors():
             return await self._evaluate(keys=flag_keys(context, self.key_prefix))
 
     async def ping(self) -> None:
-        """Raise StoreUnavailable unless Redis answers a PING."""
+        """Raise StoreUnavailable unless Redis answers a PING: in a cluster, the node that holds the flags."""
         with _store_errors():
-            await self.client.ping()
+            if isinstance(self.client, RedisCluster):
+                await self.client.initialize()  # a no-op once the cluster's layout is known
+                # With the hash-tagged prefix cluster mode requires, every flag key is in this key's slot.
+                node = self.client.get_node_from_key(flag_keys(Context(), self.key_prefix)[0])
+                await self.client.execute_command("PING", target_nodes=node)
+            else:
+                await self.client.ping()
 
     async def aclose(self) -> None:
         await self.client.aclose()
