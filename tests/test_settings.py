@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -31,6 +32,8 @@ def test_every_variable_is_read() -> None:
             "FLIPPER_CORS_ORIGINS": "https://app.example, http://localhost:3000",
             "FLIPPER_API_KEYS": " k1,k2 ,",
             "FLIPPER_API_KEYS_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:flipper-keys",
+            "FLIPPER_REDIS_CLUSTER": "true",
+            "REDIS_PASSWORD_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:flipper-redis",
         }
     )
     assert settings == Settings(
@@ -48,8 +51,11 @@ def test_every_variable_is_read() -> None:
         cors_origins=("https://app.example", "http://localhost:3000"),
         api_keys=("k1", "k2"),
         api_keys_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:flipper-keys",
+        redis_cluster=True,
+        redis_password_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:flipper-redis",
     )
     assert "k1" not in repr(settings)
+    assert ":secret@" not in repr(settings)  # the password in REDIS_URL
 
 
 @pytest.mark.parametrize(
@@ -58,11 +64,18 @@ def test_every_variable_is_read() -> None:
         ("REDIS_URL", "http://localhost", "REDIS_URL='http://localhost' is invalid: must start with"),
         ("REDIS_URL", "redis://", "REDIS_URL='redis://' is invalid: needs a host"),
         ("REDIS_URL", "redis://localhost:99999", "REDIS_URL='redis://localhost:99999' is invalid"),
+        ("REDIS_URL", "rediss://:hunter2@cache:637900", "REDIS_URL='rediss://:***@cache:637900' is invalid"),
+        ("REDIS_URL", "rediss://app:hunter2@cache:x", "REDIS_URL='rediss://app:***@cache:x' is invalid"),
         ("FLIPPER_CONNECT_TIMEOUT", "soon", "FLIPPER_CONNECT_TIMEOUT='soon' is invalid"),
-        ("FLIPPER_COMMAND_TIMEOUT", "0", "FLIPPER_COMMAND_TIMEOUT='0' is invalid: must be greater than zero"),
+        ("FLIPPER_COMMAND_TIMEOUT", "0", "FLIPPER_COMMAND_TIMEOUT='0' is invalid: must be a finite number greater"),
+        ("FLIPPER_COMMAND_TIMEOUT", "inf", "FLIPPER_COMMAND_TIMEOUT='inf' is invalid: must be a finite number"),
+        ("FLIPPER_CONNECT_TIMEOUT", "1e400", "FLIPPER_CONNECT_TIMEOUT='1e400' is invalid: must be a finite number"),
+        ("FLIPPER_CONNECT_TIMEOUT", "nan", "FLIPPER_CONNECT_TIMEOUT='nan' is invalid: must be a finite number"),
         ("FLIPPER_RETRY_AFTER", "1.5", "FLIPPER_RETRY_AFTER='1.5' is invalid"),
-        ("FLIPPER_MAX_GROUPS", "-1", "FLIPPER_MAX_GROUPS='-1' is invalid: must be greater than zero"),
-        ("LOG_LEVEL", "LOUD", "LOG_LEVEL='LOUD' is invalid: must be one of"),
+        ("FLIPPER_MAX_GROUPS", "-1", "FLIPPER_MAX_GROUPS='-1' is invalid: must be a finite number greater than zero"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL='LOUD' is invalid: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("LOG_LEVEL", "warn", "LOG_LEVEL='warn' is invalid: must be one of"),
+        ("LOG_LEVEL", "NOTSET", "LOG_LEVEL='NOTSET' is invalid: must be one of"),
         ("FLIPPER_CACHE_CONTROL", "café", "FLIPPER_CACHE_CONTROL='café' is invalid: must be printable ASCII"),
         ("FLIPPER_CORS_ORIGINS", "app.example", "FLIPPER_CORS_ORIGINS='app.example' is invalid: 'app.example' is not"),
         ("FLIPPER_CORS_ORIGINS", "https://a.example/path", "FLIPPER_CORS_ORIGINS='https://a.example/path' is"),
@@ -72,7 +85,7 @@ def test_every_variable_is_read() -> None:
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, message: str) -> None:
-    with pytest.raises(SettingsError, match="^" + message.replace("(", r"\(").replace("?", r"\?")):
+    with pytest.raises(SettingsError, match="^" + re.escape(message)):
         Settings.from_environ({name: value})
 
 

@@ -7,13 +7,12 @@ import logging
 import os
 import sys
 import threading
-from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
 
 from .app import create_app
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsError, without_password
 from .store import Store
 
 logger = logging.getLogger("flipper")
@@ -38,11 +37,6 @@ def start_embedded_store(port: int = EMBEDDED_PORT) -> str:
     return f"redis://{EMBEDDED_HOST}:{server.server_address[1]}"
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    return parts._replace(netloc=f"{parts.hostname}:{parts.port or 6379}").geturl()
-
-
 def create() -> Starlette:
     """The uvicorn factory: settings from the environment, one store, one app."""
     settings = Settings.from_environ()
@@ -65,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["REDIS_URL"] = start_embedded_store()
         logger.info("embedded store (fakeredis) listening on %s; REDIS_URL is not set", os.environ["REDIS_URL"])
     else:
-        logger.info("using Redis at %s", _without_password(settings.redis_url))
+        logger.info("using Redis at %s", without_password(settings.redis_url))
     uvicorn.run(
         "flipper.devserver:create",
         factory=True,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -23,7 +23,7 @@ class Settings:
     Frozen: a value cannot change after start, so every request sees the same configuration.
     """
 
-    redis_url: str | None = None
+    redis_url: str | None = dataclasses.field(default=None, repr=False)  # it may hold a password
     key_prefix: str = ""
     connect_timeout: float = 0.25
     command_timeout: float = 0.5
@@ -53,7 +53,7 @@ class Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
         return cls(
-            redis_url=_read(env, "REDIS_URL", _redis_url, defaults.redis_url),
+            redis_url=_read(env, "REDIS_URL", _redis_url, defaults.redis_url, show=without_password),
             key_prefix=env.get("FLIPPER_KEY_PREFIX", defaults.key_prefix),
             connect_timeout=_read(env, "FLIPPER_CONNECT_TIMEOUT", _positive(float), defaults.connect_timeout),
             command_timeout=_read(env, "FLIPPER_COMMAND_TIMEOUT", _positive(float), defaults.command_timeout),
@@ -65,7 +65,7 @@ class Settings:
             max_body_length=_read(env, "FLIPPER_MAX_BODY_LENGTH", _positive(int), defaults.max_body_length),
             cache_control=_read(env, "FLIPPER_CACHE_CONTROL", _header_value, defaults.cache_control),
             cors_origins=_read(env, "FLIPPER_CORS_ORIGINS", _origins, defaults.cors_origins),
-            api_keys=_read(env, "FLIPPER_API_KEYS", parse_api_keys, defaults.api_keys, secret=True),
+            api_keys=_read(env, "FLIPPER_API_KEYS", parse_api_keys, defaults.api_keys, show=None),
             api_keys_secret_arn=_read(env, "FLIPPER_API_KEYS_SECRET_ARN", _secret_arn, defaults.api_keys_secret_arn),
             redis_cluster=_read(env, "FLIPPER_REDIS_CLUSTER", _boolean, defaults.redis_cluster),
             redis_password_secret_arn=_read(
@@ -84,22 +84,40 @@ def has_hash_tag(prefix: str) -> bool:
     return start >= 0 and prefix.find("}", start + 1) > start + 1
 
 
-def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T, *, secret: bool = False) -> T:
+def _read(
+    env: Mapping[str, str],
+    name: str,
+    parse: Callable[[str], T],
+    default: T,
+    *,
+    show: Callable[[str], str] | None = str,
+) -> T:
+    """`parse(env[name])`, or `default` when unset or empty; an error quotes the value as `show` renders it
+    (None: not at all, for a secret's value must not reach the logs)."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         return parse(raw)
     except ValueError as exc:
-        shown = "" if secret else f"={raw!r}"  # a secret's value must not reach the logs
+        shown = "" if show is None else f"={show(raw)!r}"
         raise SettingsError(f"{name}{shown} is invalid: {exc}") from None
+
+
+def without_password(url: str) -> str:
+    """`url` with the password it holds, if any, replaced by `***`: what may be logged."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{host}").geturl()
 
 
 def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
     def parse(raw: str) -> T:
         value = kind(raw)
-        if not value > 0:  # type: ignore[operator]
-            raise ValueError("must be greater than zero")
+        if not (value > 0 and math.isfinite(value)):  # type: ignore[operator, arg-type]
+            raise ValueError("must be a finite number greater than zero")
         return value
 
     return parse
@@ -122,10 +140,14 @@ def _boolean(raw: str) -> bool:
     return value in ("true", "1")
 
 
+# Both logging's and uvicorn's names (uvicorn has no WARN, FATAL or NOTSET).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def _log_level(raw: str) -> str:
     level = raw.upper()
-    if level not in logging.getLevelNamesMapping():
-        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
     return level
 
 
