@@ -39,8 +39,12 @@ async def test_etag_is_exposed_and_errors_carry_cors_too(client: httpx.AsyncClie
 @pytest.mark.parametrize("settings", [CORS])
 async def test_other_origins_get_no_grant(client: httpx.AsyncClient) -> None:
     response = await client.options("/", headers={**PREFLIGHT, "Origin": "https://evil.example"})
-    assert response.status_code == 400
+    assert (response.status_code, response.json()) == (400, {"error": "Disallowed CORS origin"})
+    assert response.headers["content-type"] == "application/json"
     assert "access-control-allow-origin" not in response.headers
+    response = await client.options("/", headers={**PREFLIGHT, "Access-Control-Request-Headers": "x-debug"})
+    assert (response.status_code, response.json()) == (400, {"error": "Disallowed CORS headers"})
+    assert response.headers["access-control-allow-origin"] == ORIGIN  # the origin is allowed, the header is not
     response = await client.get("/", headers={"Origin": "https://evil.example", "X-API-Key": "k"})
     assert (response.status_code, "access-control-allow-origin" in response.headers) == (200, False)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -88,6 +90,8 @@ async def test_bulk_etag_and_304(client: httpx.AsyncClient, store: Store) -> Non
         (b'{"context": {"group": {"a": 1}}}', 400, "INVALID_CONTEXT", "context field 'group' must be a string or a"),
         (b'{"context": {"group": ["a", 1]}}', 400, "INVALID_CONTEXT", "context field 'group' must be a string"),
         (b'{"context": {"group": ["a", "b", "c"]}}', 400, "INVALID_CONTEXT", "3 groups given; the limit is 2"),
+        (b'{"context": {"targetingKey": "\\ud800"}}', 400, "INVALID_CONTEXT", "context field 'targetingKey' is not"),
+        (b'{"context": {"group": ["a", "\\udfff"]}}', 400, "INVALID_CONTEXT", "context field 'group' is not valid"),
         (b" " * 65, 413, "GENERAL", "body is 65 bytes long; the limit is 64"),
     ],
 )
@@ -102,6 +106,24 @@ async def test_bad_requests_follow_the_spec(
     response = await client.post(BULK, content=body)  # the bulk form has no key
     assert (response.status_code, response.json().keys()) == (status, {"errorCode", "errorDetails"})
     assert response.json()["errorCode"] == code
+
+
+@pytest.mark.parametrize("settings", [Settings(max_body_length=64)])
+async def test_a_streamed_body_is_refused_once_over_the_limit(client: httpx.AsyncClient) -> None:
+    """Without a Content-Length the body is counted as it arrives; the rest is never read."""
+    sent = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for chunk in (b'{"context": {', b" " * 40, b" " * 1000, b"}}"):
+            sent.append(chunk)
+            yield chunk
+
+    response = await client.post(BULK, content=chunks())
+    assert (response.status_code, response.json()) == (
+        413,
+        {"errorCode": "GENERAL", "errorDetails": "body is over 64 bytes long; the limit is 64"},
+    )
+    assert len(sent) == 3
 
 
 async def test_deep_nesting_is_a_parse_error(client: httpx.AsyncClient) -> None:

@@ -11,7 +11,6 @@ from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,6 +18,7 @@ from starlette.routing import Route
 from . import ofrep, openapi
 from .auth import APIKeyMiddleware, api_keys
 from .caching import conditional
+from .cors import JSONCORSMiddleware
 from .model import evaluate_all, evaluate_feature
 from .query import parse_context, parse_feature_query, path_name
 from .responses import FeaturesResponse, JSONResponse, error_response
@@ -118,7 +118,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
     if settings.cors_origins:  # outermost, so that a browser's preflight needs no key
         middleware.append(
             Middleware(
-                CORSMiddleware,
+                JSONCORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST"],
                 allow_headers=["Authorization", "X-API-Key", "Content-Type", "If-None-Match"],

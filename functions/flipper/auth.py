@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ._utils import route_path
 from .secretsmanager import fetch_secret
 from .settings import Settings, SettingsError, parse_api_keys
 
@@ -50,7 +51,7 @@ class APIKeyMiddleware:
         self.reject = reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].removeprefix(scope.get("root_path", "")) in OPEN_PATHS:
+        if scope["type"] != "http" or route_path(scope) in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         key = presented_key(Headers(scope=scope))

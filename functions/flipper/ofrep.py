@@ -13,8 +13,9 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from ._utils import route_path
 from .model import Context, Evaluation
-from .query import identifier, path_name
+from .query import group_set, identifier, path_name
 from .responses import JSONResponse
 from .settings import Settings
 
@@ -43,7 +44,7 @@ def error_response(
 
 def is_ofrep(request: Request) -> bool:
     """Whether the request is OFREP's, whose errors take OFREP's shape."""
-    return request.scope["path"].removeprefix(request.scope.get("root_path", "")).startswith(PATH_PREFIX)
+    return route_path(request.scope).startswith(PATH_PREFIX)
 
 
 def flag_key(request: Request, settings: Settings) -> str:
@@ -57,9 +58,7 @@ def flag_key(request: Request, settings: Settings) -> str:
 
 async def read_context(request: Request, settings: Settings, key: str | None = None) -> Context:
     """The caller from the request body `{"context": {...}}`; a missing context is the anonymous caller."""
-    body = await request.body()
-    if len(body) > settings.max_body_length:
-        raise OFREPError(413, GENERAL, f"body is {len(body)} bytes long; the limit is {settings.max_body_length}", key)
+    body = await _body(request, settings.max_body_length, key)
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
@@ -75,6 +74,20 @@ async def read_context(request: Request, settings: Settings, key: str | None = N
         raise OFREPError(400, INVALID_CONTEXT, exc.detail, key) from None
 
 
+async def _body(request: Request, limit: int, key: str | None) -> bytes:
+    """The body, refused with a 413 as soon as it is known to exceed `limit`: from its Content-Length, or
+    while it streams in, so that an oversized body is never held in memory whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise OFREPError(413, GENERAL, f"body is {int(declared)} bytes long; the limit is {limit}", key)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise OFREPError(413, GENERAL, f"body is over {limit} bytes long; the limit is {limit}", key)
+    return bytes(body)
+
+
 def _context(fields: dict[str, Any], settings: Settings) -> Context:
     groups = fields.get("group")
     if groups is None:
@@ -83,9 +96,7 @@ def _context(fields: dict[str, Any], settings: Settings) -> Context:
         groups = [groups]
     elif not isinstance(groups, list):
         raise HTTPException(400, "context field 'group' must be a string or a list of strings")
-    unique = tuple(dict.fromkeys(_string("group", group, settings) for group in groups))
-    if len(unique) > settings.max_groups:
-        raise HTTPException(400, f"{len(unique)} groups given; the limit is {settings.max_groups}")
+    unique = group_set([_string("group", group, settings) for group in groups], settings)
     version, user = fields.get("version"), fields.get("targetingKey")  # JSON null reads as absent
     return Context(
         version=None if version is None else _string("version", version, settings),

@@ -51,15 +51,20 @@ def _parse(query_string: bytes, settings: Settings, extra: tuple[str, ...]) -> t
     for name in (*_SINGLE, *extra):
         if len(values[name]) > 1:
             raise HTTPException(400, f"query parameter {name!r} is given {len(values[name])} times; at most once")
-    groups = tuple(dict.fromkeys(values["group"]))  # one entity per group, in the order given
-    if len(groups) > settings.max_groups:
-        raise HTTPException(400, f"{len(groups)} groups given; the limit is {settings.max_groups}")
     context = Context(
         version=next(iter(values["version"]), None),
-        groups=groups,
+        groups=group_set(values["group"], settings),
         user=next(iter(values["user"]), None),
     )
     return context, {name: values[name][0] for name in extra if values[name]}
+
+
+def group_set(groups: list[str], settings: Settings) -> tuple[str, ...]:
+    """The caller's groups, each once, in the order given; refused when more than `max_groups`."""
+    unique = tuple(dict.fromkeys(groups))
+    if len(unique) > settings.max_groups:
+        raise HTTPException(400, f"{len(unique)} groups given; the limit is {settings.max_groups}")
+    return unique
 
 
 def path_name(name: str, what: str, settings: Settings) -> str:
@@ -89,8 +94,15 @@ def _decode(raw: bytes, what: str) -> str:
 
 
 def identifier(what: str, value: str, settings: Settings) -> str:
+    """`value`, unless empty, over `max_id_length` or not encodable as UTF-8 (a lone surrogate, which JSON's
+    `\\ud800` can carry, could not be sent to Redis)."""
     if not value:
         raise HTTPException(400, f"{what} is empty")
     if len(value) > settings.max_id_length:
         raise HTTPException(400, f"{what} is {len(value)} characters long; the limit is {settings.max_id_length}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise HTTPException(400, f"{what} is not valid UTF-8") from None
     return value
