@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flipper.responses import FeaturesResponse, features_body
+from flipper.responses import FeaturesResponse, JSONResponse, features_body
 
 
 def seed_format(features: list[str]) -> bytes:
@@ -31,3 +31,9 @@ def test_response_has_the_seed_spacing_and_media_type() -> None:
     assert response.body == b'{"features": ["a", "b"]}'
     assert response.media_type == "application/json"
     assert FeaturesResponse([]).body == b'{"features": []}'
+
+
+def test_unicode_is_kept_and_a_lone_surrogate_is_escaped_not_an_error() -> None:
+    assert JSONResponse({"key": "Zoë"}).body == '{"key": "Zoë"}'.encode()
+    body = JSONResponse({"key": "a\udc80"}).body
+    assert (body, json.loads(body)) == (b'{"key": "a\\udc80"}', {"key": "a\udc80"})

@@ -13,7 +13,10 @@ class JSONResponse(responses.JSONResponse):
     """JSON with the seed's spacing (`{"features": ["a", "b"]}`) and Unicode kept as is."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False).encode("utf-8")
+        try:
+            return json.dumps(content, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (echoing a path, say): JSON's \u escapes still carry it
+            return json.dumps(content).encode("ascii")
 
 
 # The only characters json.dumps(ensure_ascii=False) escapes.
