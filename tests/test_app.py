@@ -88,6 +88,10 @@ async def test_bad_query_is_a_4xx_naming_the_problem(
 async def test_limits_are_inclusive(client: httpx.AsyncClient) -> None:
     response = await client.get("/?user=12345678&group=a&group=b")
     assert (response.status_code, response.json()) == (200, {"features": []})
+    query = "user=12345678&version=12345678&group=aaa" + "&group=a" * 3  # exactly 64 bytes
+    assert len(query) == LIMITS.max_query_length
+    response = await client.get("/?" + query)
+    assert (response.status_code, response.json()) == (200, {"features": []})
 
 
 async def test_unknown_path_and_method_are_json(client: httpx.AsyncClient) -> None:
