@@ -18,6 +18,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from bench.servers import RedisServer, free_port
+from flipper import admin
 from flipper.app import create_app
 from flipper.model import Context, flag_keys
 from flipper.settings import Settings, SettingsError, has_hash_tag
@@ -165,6 +166,8 @@ async def test_a_cluster_that_cannot_be_reached_is_unavailable_not_an_error() ->
         await store.features(Context())
     with pytest.raises(StoreUnavailable):
         await store.ping()
+    answer = await admin.run(store, {"flipper_admin": ["SMEMBERS", "global:positive"]})
+    assert answer["error"].startswith("the flag store failed: ")
     await store.aclose()
 
 

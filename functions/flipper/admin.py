@@ -11,9 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from .store import Store
+from .store import Store, StoreError, store_errors
 
 EVENT_KEY = "flipper_admin"
 
@@ -40,7 +38,8 @@ async def run(store: Store, event: dict[str, Any]) -> dict[str, Any]:
     if (len(members) > 0) != bool(_COMMANDS[name]):
         return {"error": f"{name} takes {'at least one member' if _COMMANDS[name] else 'no members'}"}
     try:
-        result = await store.client.execute_command(name, store.key_prefix + key, *members)
-    except RedisError as exc:
+        with store_errors():  # the store's own mapping: cluster failures and undecodable names are not RedisErrors
+            result = await store.client.execute_command(name, store.key_prefix + key, *members)
+    except StoreError as exc:
         return {"error": f"the flag store failed: {exc}"}
     return {"result": sorted(result) if name == "SMEMBERS" else result}

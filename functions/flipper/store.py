@@ -38,7 +38,7 @@ _UNAVAILABLE = (
 
 
 @contextlib.contextmanager
-def _store_errors() -> Iterator[None]:
+def store_errors() -> Iterator[None]:
     """Turn Redis being down, unreachable or hung into StoreUnavailable, and what retrying cannot mend
     (a wrong password, an error reply, a flag name that is not UTF-8) into StoreError."""
     try:
@@ -118,12 +118,12 @@ class Store:
 
         What reasons and explanations are computed from (`model.evaluate_all`, `model.evaluate_feature`).
         """
-        with _store_errors():
+        with store_errors():
             return await self._evaluate(keys=flag_keys(context, self.key_prefix))
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers a PING: in a cluster, the node that holds the flags."""
-        with _store_errors():
+        with store_errors():
             if isinstance(self.client, RedisCluster):
                 await self.client.initialize()  # a no-op once the cluster's layout is known
                 # With the hash-tagged prefix cluster mode requires, every flag key is in this key's slot.
