@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import redis
 
-from flipper.model import Context, enabled_features, flag_keys
+from flipper.model import Context, Snapshot, enabled_features, flag_keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,7 @@ class DataSet:
     @property
     def enabled(self) -> list[str]:
         """The right answer, by the model's rule."""
-        return enabled_features([self.flags.get(key, []) for key in self.keys])
+        return enabled_features(Snapshot(self.context, [self.flags.get(key, []) for key in self.keys]))
 
     def load(self, client: redis.Redis) -> None:
         """Replace whatever the database holds with this data set."""

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
@@ -19,7 +20,7 @@ from . import ofrep, openapi
 from .auth import APIKeyMiddleware, api_keys
 from .caching import conditional
 from .cors import JSONCORSMiddleware
-from .model import evaluate_all, evaluate_feature
+from .model import Evaluation, evaluate_all, evaluate_feature
 from .query import parse_context, parse_feature_query, path_name
 from .responses import FeaturesResponse, JSONResponse, error_response
 from .settings import Settings
@@ -44,6 +45,18 @@ def exact(route: Route) -> Route:
     return route
 
 
+def explanation(evaluation: Evaluation) -> dict[str, Any]:
+    """`explain=true`'s fields: the keys that enabled and disabled the feature, each rollout of the caller's
+    naming it with its percentage, and the user's bucket (0 to 99,999; a rollout takes the user when the
+    bucket is below 1000 times its percentage)."""
+    return {
+        "enabled_by": list(evaluation.enabled_by),
+        "disabled_by": list(evaluation.disabled_by),
+        "rollouts": [{"key": key, "percentage": thousandths / 1000} for key, thousandths in evaluation.rollouts],
+        "bucket": evaluation.bucket,
+    }
+
+
 def create_app(store: Store, settings: Settings) -> Starlette:
     """Build the app around an existing store; the caller decides where the store comes from.
 
@@ -58,20 +71,20 @@ def create_app(store: Store, settings: Settings) -> Starlette:
     async def feature(request: Request) -> Response:
         name = path_name(request.path_params["name"], "feature name", settings)
         context, explain = parse_feature_query(request.scope["query_string"], settings)
-        evaluation = evaluate_feature(name, context, await store.key_members(context))
+        evaluation = evaluate_feature(name, await store.snapshot(context))
         body = {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason}
         if explain:
-            body.update(enabled_by=list(evaluation.enabled_by), disabled_by=list(evaluation.disabled_by))
+            body.update(explanation(evaluation))
         return conditional(request, JSONResponse(body), settings.cache_control)
 
     async def ofrep_flag(request: Request) -> Response:
         key = ofrep.flag_key(request, settings)
         context = await ofrep.read_context(request, settings, key)
-        return JSONResponse(ofrep.evaluation(evaluate_feature(key, context, await store.key_members(context))))
+        return JSONResponse(ofrep.evaluation(evaluate_feature(key, await store.snapshot(context))))
 
     async def ofrep_flags(request: Request) -> Response:
         context = await ofrep.read_context(request, settings)
-        flags = [ofrep.evaluation(result) for result in evaluate_all(context, await store.key_members(context))]
+        flags = [ofrep.evaluation(result) for result in evaluate_all(await store.snapshot(context))]
         return conditional(request, JSONResponse({"flags": flags}), settings.cache_control)
 
     api_document = JSONResponse(openapi.document(settings, secured=bool(keys))).body

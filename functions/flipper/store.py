@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,15 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .model import Context, enabled_features, flag_keys
+from .model import Context, Snapshot, enabled_features, flag_keys, parse_percentage, rollout_keys
 from .settings import Settings, SettingsError
 
 _LUA_NAME = "evaluate.lua"
+
+logger = logging.getLogger("flipper")
+
+# Rollout hashes hold few distinct values ("5", "25", "100"): each is parsed once, not once per evaluation.
+_thousandths = functools.lru_cache(maxsize=1024)(parse_percentage)
 
 
 class StoreError(Exception):
@@ -49,6 +56,28 @@ def store_errors() -> Iterator[None]:
         raise StoreUnavailable(str(exc)) from exc
     except (exceptions.ResponseError, UnicodeDecodeError) as exc:
         raise StoreError(str(exc)) from exc
+
+
+def percentages(key: str, flat: list[str]) -> dict[str, int]:
+    """A rollout hash, as HGETALL's flat list of fields and values, in thousandths per feature.
+
+    A value that is not a percentage (written by hand around Flipper) must not take answers down: it counts
+    as 0, and a warning names the key and the field.
+    """
+    result: dict[str, int] = {}
+    pairs = iter(flat)
+    for feature, raw in zip(pairs, pairs, strict=True):
+        thousandths = _thousandths(raw)
+        if thousandths is None:
+            logger.warning(
+                "rollout %s, field %r: %r is not a percentage from 0 to 100 with at most three decimals; counted as 0",
+                key,
+                feature,
+                raw,
+            )
+            thousandths = 0
+        result[feature] = thousandths
+    return result
 
 
 class _RedisCluster(RedisCluster):
@@ -111,15 +140,21 @@ class Store:
 
     async def features(self, context: Context) -> list[str]:
         """The features enabled for `context`, sorted by code point."""
-        return enabled_features(await self.key_members(context))
+        return enabled_features(await self.snapshot(context))
 
-    async def key_members(self, context: Context) -> list[list[str]]:
-        """The members of each of `flag_keys(context)`, in that order, from the same one script call.
-
-        What reasons and explanations are computed from (`model.evaluate_all`, `model.evaluate_feature`).
-        """
+    async def snapshot(self, context: Context) -> Snapshot:
+        """The members of each of `flag_keys(context)` and the percentages of each of `rollout_keys(context)`,
+        from one script call. What answers, reasons and explanations are computed from (`model`)."""
+        sets = flag_keys(context, self.key_prefix)
+        rollouts = rollout_keys(context, self.key_prefix)
         with store_errors():
-            return await self._evaluate(keys=flag_keys(context, self.key_prefix))
+            contents = await self._evaluate(keys=sets + rollouts)
+        split = len(sets)
+        return Snapshot(
+            context,
+            contents[:split],
+            [percentages(key, flat) for key, flat in zip(rollouts, contents[split:], strict=True)],
+        )
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers a PING: in a cluster, the node that holds the flags."""
