@@ -64,20 +64,19 @@ def percentages(key: str, flat: list[str]) -> dict[str, int]:
     A value that is not a percentage (written by hand around Flipper) must not take answers down: it counts
     as 0, and a warning names the key and the field.
     """
-    result: dict[str, int] = {}
-    pairs = iter(flat)
-    for feature, raw in zip(pairs, pairs, strict=True):
-        thousandths = _thousandths(raw)
-        if thousandths is None:
-            logger.warning(
-                "rollout %s, field %r: %r is not a percentage from 0 to 100 with at most three decimals; counted as 0",
-                key,
-                feature,
-                raw,
-            )
-            thousandths = 0
-        result[feature] = thousandths
-    return result
+    features, values = flat[::2], list(map(_thousandths, flat[1::2]))  # loops in C: the common case
+    if None in values:
+        for index, (feature, raw) in enumerate(zip(features, flat[1::2], strict=True)):
+            if values[index] is None:
+                logger.warning(
+                    "rollout %s, field %r: %r is not a percentage from 0 to 100 with at most three decimals;"
+                    " counted as 0",
+                    key,
+                    feature,
+                    raw,
+                )
+                values[index] = 0
+    return dict(zip(features, values, strict=True))
 
 
 class _RedisCluster(RedisCluster):
