@@ -1,19 +1,35 @@
--- Flipper's evaluation script: the contents of every key in KEYS, in KEYS order.
+-- Flipper's evaluation script: the store's revision, and the contents of the caller's keys it needs.
 --
--- One atomic, read-only snapshot of a caller's flags in one round trip: the members of each set
--- (`...:positive`, `...:negative`) and the fields and values of each rollout hash (`...:rollout`,
--- HGETALL's flat list). Keys are read by their suffix alone, whichever of the caller's keys are asked
--- for. The rule (union of positives and rollouts minus union of negatives, buckets, sorting) runs in
--- the caller, not here: Redis is single-threaded and shared by every function instance, and measured
--- on the large data set this script runs at about 1.1x the rate of a native SUNION of the positive
--- sets, while doing the algebra and sorting in Lua runs at about 0.4x (docs/performance.md).
--- Read commands only and no temporary keys, so it can run on replicas.
-local contents = {}
-for i, key in ipairs(KEYS) do
-  if string.sub(key, -8) == ':rollout' then
-    contents[i] = redis.call('HGETALL', key)
+-- KEYS[1] is `<prefix>revision` (a string integer every write through Flipper INCRs; absent reads as 0);
+-- KEYS[2..] are the caller's keys. ARGV[1] is the revision the caller's cache knows ('' for none) and
+-- ARGV[2] holds, per caller key, '1' if the cache holds that key at that revision, else '0'.
+-- When the revision is the one known and every key is held, the answer is the revision alone (a few
+-- bytes). Otherwise it is {revision, contents...}: held keys as nil, the others read; when the revision
+-- changed, every key is read, for any key held may be stale.
+--
+-- One atomic, read-only snapshot in one round trip: the members of each set (`...:positive`,
+-- `...:negative`) and the fields and values of each rollout hash (`...:rollout`, HGETALL's flat list),
+-- each key read by its suffix alone. The rule (union of positives and rollouts minus union of negatives,
+-- buckets, sorting) runs in the caller, not here: Redis is single-threaded and shared by every function
+-- instance, and measured on the large data set reading the members runs at about 1.1x the rate of a
+-- native SUNION of the positive sets, while doing the algebra and sorting in Lua runs at about 0.4x
+-- (docs/performance.md). Read commands only and no temporary keys, so it can run on replicas.
+local revision = redis.call('GET', KEYS[1]) or '0'
+local current = ARGV[1] ~= '' and revision == ARGV[1]
+local reply, needed = {revision}, false
+for i = 2, #KEYS do
+  if current and string.sub(ARGV[2], i - 1, i - 1) == '1' then
+    reply[i] = false
   else
-    contents[i] = redis.call('SMEMBERS', key)
+    needed = true
+    if string.sub(KEYS[i], -8) == ':rollout' then
+      reply[i] = redis.call('HGETALL', KEYS[i])
+    else
+      reply[i] = redis.call('SMEMBERS', KEYS[i])
+    end
   end
 end
-return contents
+if needed then
+  return reply
+end
+return revision

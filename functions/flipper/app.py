@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,15 +18,17 @@ from starlette.routing import Route
 
 from . import ofrep, openapi
 from .auth import APIKeyMiddleware, api_keys
-from .caching import conditional
+from .caching import conditional, etag
 from .cors import JSONCORSMiddleware
-from .model import Evaluation, evaluate_all, evaluate_feature
+from .model import Context, Evaluation, Snapshot, enabled_features, evaluate_all, evaluate_feature
 from .query import parse_context, parse_feature_query, path_name
-from .responses import FeaturesResponse, JSONResponse, error_response
+from .responses import JSONResponse, error_response, features_body
 from .settings import Settings
 from .store import Store, StoreError, StoreUnavailable
 
 logger = logging.getLogger("flipper")
+
+JSON = "application/json"
 
 
 class NameConvertor(PathConvertor):
@@ -64,28 +66,59 @@ def create_app(store: Store, settings: Settings) -> Starlette:
     """
     keys = api_keys(settings)
 
+    async def answer(context: Context, what: Hashable, render: Callable[[Snapshot], bytes]) -> tuple[bytes, str | None]:
+        """The JSON body `render` makes of the caller's snapshot, and its ETag when known: reused from the
+        cache when computed before from the very same cached keys (`what` names the question)."""
+        snapshot = await store.snapshot(context)
+        if store.cache is None or not snapshot.stamp:
+            return render(snapshot), None
+
+        def fresh() -> tuple[bytes, str]:
+            body = render(snapshot)
+            return body, etag(body)
+
+        reused = store.cache.answer((what, context), snapshot.stamp, fresh)
+        return reused.body, reused.tag
+
+    def conditional_json(request: Request, body: bytes, tag: str | None) -> Response:
+        return conditional(request, Response(body, media_type=JSON), settings.cache_control, tag)
+
     async def features(request: Request) -> Response:
         context = parse_context(request.scope["query_string"], settings)
-        return conditional(request, FeaturesResponse(await store.features(context)), settings.cache_control)
+        return conditional_json(
+            request, *await answer(context, "/", lambda snapshot: features_body(enabled_features(snapshot)))
+        )
 
     async def feature(request: Request) -> Response:
         name = path_name(request.path_params["name"], "feature name", settings)
         context, explain = parse_feature_query(request.scope["query_string"], settings)
-        evaluation = evaluate_feature(name, await store.snapshot(context))
-        body = {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason}
-        if explain:
-            body.update(explanation(evaluation))
-        return conditional(request, JSONResponse(body), settings.cache_control)
+
+        def render(snapshot: Snapshot) -> bytes:
+            evaluation = evaluate_feature(name, snapshot)
+            body = {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason}
+            if explain:
+                body.update(explanation(evaluation))
+            return JSONResponse(body).body
+
+        return conditional_json(request, *await answer(context, ("feature", name, explain), render))
 
     async def ofrep_flag(request: Request) -> Response:
         key = ofrep.flag_key(request, settings)
         context = await ofrep.read_context(request, settings, key)
-        return JSONResponse(ofrep.evaluation(evaluate_feature(key, await store.snapshot(context))))
+
+        def render(snapshot: Snapshot) -> bytes:
+            return JSONResponse(ofrep.evaluation(evaluate_feature(key, snapshot))).body
+
+        body, _ = await answer(context, ("ofrep", key), render)
+        return Response(body, media_type=JSON)  # a single OFREP evaluation has no ETag
 
     async def ofrep_flags(request: Request) -> Response:
         context = await ofrep.read_context(request, settings)
-        flags = [ofrep.evaluation(result) for result in evaluate_all(await store.snapshot(context))]
-        return conditional(request, JSONResponse({"flags": flags}), settings.cache_control)
+
+        def render(snapshot: Snapshot) -> bytes:
+            return JSONResponse({"flags": [ofrep.evaluation(result) for result in evaluate_all(snapshot)]}).body
+
+        return conditional_json(request, *await answer(context, "ofrep", render))
 
     api_document = JSONResponse(openapi.document(settings, secured=bool(keys))).body
 

@@ -19,9 +19,10 @@ def _matches(if_none_match: str, tag: str) -> bool:
     return any(candidate in ("*", tag) for candidate in candidates)
 
 
-def conditional(request: Request, response: Response, cache_control: str) -> Response:
-    """`response` with its ETag and Cache-Control, or an empty 304 carrying them when If-None-Match matches."""
-    headers = {"ETag": etag(response.body), "Cache-Control": cache_control}
+def conditional(request: Request, response: Response, cache_control: str, tag: str | None = None) -> Response:
+    """`response` with its ETag (`tag`, when already computed from its body) and Cache-Control, or an empty
+    304 carrying them when If-None-Match matches."""
+    headers = {"ETag": tag or etag(response.body), "Cache-Control": cache_control}
     if _matches(request.headers.get("if-none-match", ""), headers["ETag"]):
         return Response(status_code=304, headers=headers)
     response.headers.update(headers)

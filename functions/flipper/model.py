@@ -17,6 +17,7 @@ from collections.abc import Collection, Mapping, Sequence
 POSITIVE = "positive"
 NEGATIVE = "negative"
 ROLLOUT = "rollout"
+REVISION = "revision"  # a string integer every write through Flipper INCRs (absent: 0)
 
 # A percentage as written in a rollout hash, the CLI or an export: digits, optionally a dot and one to three
 # more; ASCII only (no sign, exponent, blank, nan or inf). At most 100, checked after.
@@ -66,6 +67,12 @@ def flag_keys(context: Context, prefix: str = "") -> list[str]:
     return [f"{prefix}{entity}:{polarity}" for polarity in (POSITIVE, NEGATIVE) for entity in entities]
 
 
+def revision_key(prefix: str = "") -> str:
+    """The store's revision: `[prefix]revision`, which no entity's key can be (those end in a polarity or
+    `:rollout`)."""
+    return f"{prefix}{REVISION}"
+
+
 def rollout_keys(context: Context, prefix: str = "") -> list[str]:
     """The rollout hashes the context reads: global, version, groups. None without a user, whom no rollout
     takes; and there is no user-level rollout (a user is in or out already)."""
@@ -82,6 +89,8 @@ class Snapshot:
     context: Context
     members: Sequence[Collection[str]]
     rollouts: Sequence[Mapping[str, int]] = ()
+    # What the snapshot was built from in the store's cache (its entries, compared by identity); () uncached.
+    stamp: tuple[object, ...] = dataclasses.field(default=(), compare=False)
 
 
 def rolled_out(snapshot: Snapshot) -> set[str]:

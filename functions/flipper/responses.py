@@ -35,13 +35,6 @@ def features_body(features: list[str]) -> bytes:
     return json.dumps({"features": features}, ensure_ascii=False).encode("utf-8")
 
 
-class FeaturesResponse(JSONResponse):
-    """The answer to an evaluation: the enabled features, as `{"features": ["a", "b"]}`."""
-
-    def render(self, content: Any) -> bytes:
-        return features_body(content)
-
-
 def error_response(status_code: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """`{"error": message}`: the body of every 4xx and 5xx Flipper answers."""
     return JSONResponse({"error": message}, status_code=status_code, headers=headers)

@@ -39,6 +39,10 @@ class Settings:
     api_keys_secret_arn: str | None = None
     redis_cluster: bool = False
     redis_password_secret_arn: str | None = None
+    # The instance's revision-validated cache (flipper.cache): 0 turns it off, so that a raw redis-cli write
+    # is seen at once (make dev-server); template.yaml sets a production value.
+    cache_max_age: float = 0.0
+    cache_max_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.redis_cluster and not has_hash_tag(self.key_prefix):
@@ -71,6 +75,8 @@ class Settings:
             redis_password_secret_arn=_read(
                 env, "REDIS_PASSWORD_SECRET_ARN", _secret_arn, defaults.redis_password_secret_arn
             ),
+            cache_max_age=_read(env, "FLIPPER_CACHE_MAX_AGE", _non_negative, defaults.cache_max_age),
+            cache_max_bytes=_read(env, "FLIPPER_CACHE_MAX_BYTES", _positive(int), defaults.cache_max_bytes),
         )
 
 
@@ -121,6 +127,13 @@ def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
         return value
 
     return parse
+
+
+def _non_negative(raw: str) -> float:
+    value = float(raw)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError("must be a finite number of seconds, 0 or more")
+    return value
 
 
 def _redis_url(raw: str) -> str:

@@ -15,7 +15,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .model import Context, Snapshot, enabled_features, flag_keys, parse_percentage, rollout_keys
+from .cache import Cache, Entry
+from .model import Context, Snapshot, enabled_features, flag_keys, parse_percentage, revision_key, rollout_keys
 from .settings import Settings, SettingsError
 
 _LUA_NAME = "evaluate.lua"
@@ -56,6 +57,11 @@ def store_errors() -> Iterator[None]:
         raise StoreUnavailable(str(exc)) from exc
     except (exceptions.ResponseError, UnicodeDecodeError) as exc:
         raise StoreError(str(exc)) from exc
+
+
+def _revision(raw: str) -> int | None:
+    """The store's revision as an integer; None when someone wrote something else there by hand."""
+    return int(raw) if raw.isascii() and raw.lstrip("-").isdigit() else None
 
 
 def percentages(key: str, flat: list[str]) -> dict[str, int]:
@@ -122,20 +128,26 @@ def client_from_settings(settings: Settings) -> redis.asyncio.Redis | RedisClust
 
 
 class Store:
-    """Answers flag questions from Redis in one script call each.
+    """Answers flag questions from Redis in one script call each, through the instance's cache when one is
+    given (`cache.Cache`; FLIPPER_CACHE_MAX_AGE above 0).
 
     The script is registered once; redis-py calls it by SHA and loads it again transparently when
     Redis answers NOSCRIPT (its cache was emptied by a restart or a failover).
     """
 
-    def __init__(self, client: redis.asyncio.Redis | RedisCluster, key_prefix: str = "") -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis | RedisCluster, key_prefix: str = "", cache: Cache | None = None
+    ) -> None:
         self.client = client
         self.key_prefix = key_prefix
+        self.cache = cache
+        self.revision_key = revision_key(key_prefix)
         self._evaluate = client.register_script(script_source())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
-        return cls(client_from_settings(settings), settings.key_prefix)
+        cache = Cache(settings.cache_max_age, settings.cache_max_bytes) if settings.cache_max_age > 0 else None
+        return cls(client_from_settings(settings), settings.key_prefix, cache)
 
     async def features(self, context: Context) -> list[str]:
         """The features enabled for `context`, sorted by code point."""
@@ -143,16 +155,52 @@ class Store:
 
     async def snapshot(self, context: Context) -> Snapshot:
         """The members of each of `flag_keys(context)` and the percentages of each of `rollout_keys(context)`,
-        from one script call. What answers, reasons and explanations are computed from (`model`)."""
+        from one script call. What answers, reasons and explanations are computed from (`model`).
+
+        With a cache, the keys it holds at the current revision are not sent again, and the snapshot's
+        `stamp` names the cache entries it was built from (for answer reuse).
+        """
         sets = flag_keys(context, self.key_prefix)
-        rollouts = rollout_keys(context, self.key_prefix)
-        with store_errors():
-            contents = await self._evaluate(keys=sets + rollouts)
+        keys = sets + rollout_keys(context, self.key_prefix)
+        cache = self.cache
+        now = cache.clock() if cache is not None else 0.0
+        known = cache.revision if cache is not None else None
+        held = cache.held(keys, now) if cache is not None else [None] * len(keys)
+        args = ["" if known is None else str(known), "".join("0" if entry is None else "1" for entry in held)]
+        try:
+            with store_errors():
+                reply = await self._evaluate(keys=[self.revision_key, *keys], args=args)
+        except StoreError:
+            if cache is not None:
+                cache.clear()  # a restart or a failover may lie behind it: never trust what was held
+            raise
+        raw_revision, *contents = [reply] if isinstance(reply, str) else reply
+        revision = _revision(raw_revision)
         split = len(sets)
+        if cache is None or revision is None:
+            if cache is not None:
+                cache.clear()  # a revision that is not an integer validates nothing
+            rollouts = [percentages(key, flat) for key, flat in zip(keys[split:], contents[split:], strict=True)]
+            return Snapshot(context, contents[:split], rollouts)
+        if known is not None and revision < known:
+            cache.clear()  # the revision went back: Redis restarted, failed over or was flushed
+        if cache.revision is None or revision > cache.revision:
+            cache.revision = revision
+        if not contents:  # the revision alone: every key is held
+            contents = [None] * len(keys)
+        entries: list[Entry] = []
+        for index, (key, entry, raw) in enumerate(zip(keys, held, contents, strict=True)):
+            # None: held, and the script saw the revision it is held at; else read, and remembered.
+            entries.append(
+                entry
+                if raw is None
+                else cache.store(key, frozenset(raw) if index < split else percentages(key, raw), revision, now)
+            )
         return Snapshot(
             context,
-            contents[:split],
-            [percentages(key, flat) for key, flat in zip(rollouts, contents[split:], strict=True)],
+            [entry.contents for entry in entries[:split]],
+            [entry.contents for entry in entries[split:]],
+            stamp=tuple(entries),
         )
 
     async def ping(self) -> None:

@@ -1,0 +1,119 @@
+"""The function instance's cache of flag keys and answers, validated by the store's revision (issue 11).
+
+Every write through Flipper's write path INCRs `<prefix>revision`. Each evaluation still makes its one
+script call, sending the revision this instance knows and which of the caller's keys it holds at that
+revision and younger than FLIPPER_CACHE_MAX_AGE; the script answers with the revision alone when nothing
+is needed, else with the revision and the contents of the keys needed (all of them when the revision
+changed: then any key held may be stale). Writes around Flipper (a raw `redis-cli SADD`) do not bump the
+revision: a key is read again once it is older than the max age.
+
+Answers are reused too: one computed from the very same key entries (compared by identity; an entry whose
+contents are read again unchanged is kept, so answers survive writes to other callers' keys) is the same
+body and ETag.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+from collections.abc import Callable, Collection, Hashable, Mapping
+
+# A cached key's contents: the members of a set, or a rollout's thousandths per feature.
+Contents = frozenset[str] | Mapping[str, int]
+_OVERHEAD = 200  # bytes per cache slot besides its contents: the entry, the LRU's node, the key
+
+
+class Entry:
+    """One key's contents as read at `revision`, sent for at `read_at` (monotonic seconds)."""
+
+    __slots__ = ("contents", "read_at", "revision", "size")
+
+    def __init__(self, contents: Contents, revision: int, read_at: float) -> None:
+        self.contents, self.revision, self.read_at = contents, revision, read_at
+        self.size = _OVERHEAD + sys.getsizeof(contents) + sum(map(sys.getsizeof, contents))
+
+
+class Answer:
+    """A rendered answer (body and ETag), with the entries it was computed from."""
+
+    __slots__ = ("body", "entries", "size", "tag")
+
+    def __init__(self, entries: tuple[Entry, ...], body: bytes, tag: str) -> None:
+        self.entries, self.body, self.tag = entries, body, tag
+        self.size = _OVERHEAD + len(body) + len(tag)
+
+
+class Cache:
+    """A bounded LRU of key entries and answers sharing one byte budget, and the newest revision seen.
+
+    Sizes are estimates from `sys.getsizeof` of the contents and their members, plus a fixed overhead.
+    """
+
+    def __init__(self, max_age: float, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age, self.max_bytes, self.clock = max_age, max_bytes, clock
+        self.revision: int | None = None
+        self.size = 0
+        self._slots: collections.OrderedDict[Hashable, Entry | Answer] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def clear(self) -> None:
+        """Forget everything: Redis restarted, failed over or was flushed, or failed to answer."""
+        self._slots.clear()
+        self.size = 0
+        self.revision = None
+
+    def held(self, keys: Collection[str], now: float) -> list[Entry | None]:
+        """For each key, the entry that may be used without reading it again, if any: read at the newest
+        revision seen and younger than the max age."""
+        held: list[Entry | None] = []
+        for key in keys:
+            entry = self._slots.get(key)
+            if isinstance(entry, Entry) and entry.revision == self.revision and now - entry.read_at < self.max_age:
+                self._slots.move_to_end(key)
+                held.append(entry)
+            else:
+                held.append(None)
+        return held
+
+    def store(self, key: str, contents: Contents, revision: int, read_at: float) -> Entry:
+        """Remember `key`'s contents. An entry whose contents did not change is kept (refreshed), so that
+        answers computed from it stay valid."""
+        entry = self._slots.get(key)
+        if isinstance(entry, Entry) and entry.contents == contents and entry.revision <= revision:
+            entry.revision, entry.read_at = revision, read_at
+            self._slots.move_to_end(key)
+            return entry
+        entry = Entry(contents, revision, read_at)
+        self._put(key, entry)
+        return entry
+
+    def answer(self, what: Hashable, entries: tuple[Entry, ...], render: Callable[[], tuple[bytes, str]]) -> Answer:
+        """The answer to `what` computed from `entries`: reused when it was computed from the very same
+        entries, else rendered (`render` returns body and ETag) and remembered."""
+        key = ("answer", what)
+        answer = self._slots.get(key)
+        if (
+            isinstance(answer, Answer)
+            and len(answer.entries) == len(entries)
+            and all(old is new for old, new in zip(answer.entries, entries, strict=True))
+        ):
+            self._slots.move_to_end(key)
+            return answer
+        answer = Answer(entries, *render())
+        self._put(key, answer)
+        return answer
+
+    def _put(self, key: Hashable, slot: Entry | Answer) -> None:
+        old = self._slots.pop(key, None)
+        if old is not None:
+            self.size -= old.size
+        if slot.size > self.max_bytes:
+            return  # larger than the whole budget: never held
+        self._slots[key] = slot
+        self.size += slot.size
+        while self.size > self.max_bytes:
+            _, evicted = self._slots.popitem(last=False)
+            self.size -= evicted.size
