@@ -20,7 +20,7 @@ import uvicorn
 from bench.servers import RedisServer, free_port
 from flipper.app import create_app
 from flipper.settings import Settings
-from flipper.store import Store
+from flipper.store import Store, cache_from_settings
 from tests.needs import skip_without
 
 
@@ -49,10 +49,11 @@ async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIter
     """A store over an empty database: a real redis-server, then fakeredis, for every test that asks."""
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
-        store = Store.from_settings(Settings(redis_url=server.url, key_prefix=settings.key_prefix))
+        store = Store.from_settings(dataclasses.replace(settings, redis_url=server.url))
         await store.client.flushall()
     else:
-        store = Store(fakeredis.FakeAsyncRedis(decode_responses=True), settings.key_prefix)
+        client = fakeredis.FakeAsyncRedis(decode_responses=True)
+        store = Store(client, settings.key_prefix, cache_from_settings(settings))
     yield store
     await store.aclose()
 

@@ -127,6 +127,11 @@ def client_from_settings(settings: Settings) -> redis.asyncio.Redis | RedisClust
     )
 
 
+def cache_from_settings(settings: Settings) -> Cache | None:
+    """The instance's cache, or None when FLIPPER_CACHE_MAX_AGE is 0."""
+    return Cache(settings.cache_max_age, settings.cache_max_bytes) if settings.cache_max_age > 0 else None
+
+
 class Store:
     """Answers flag questions from Redis in one script call each, through the instance's cache when one is
     given (`cache.Cache`; FLIPPER_CACHE_MAX_AGE above 0).
@@ -146,8 +151,7 @@ class Store:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
-        cache = Cache(settings.cache_max_age, settings.cache_max_bytes) if settings.cache_max_age > 0 else None
-        return cls(client_from_settings(settings), settings.key_prefix, cache)
+        return cls(client_from_settings(settings), settings.key_prefix, cache_from_settings(settings))
 
     async def features(self, context: Context) -> list[str]:
         """The features enabled for `context`, sorted by code point."""

@@ -1,0 +1,269 @@
+"""The instance's revision-validated cache (issue 11): answers identical to uncached ones whatever the writes,
+no staleness for writes that bump the revision, the max age for raw writes, restarts and flushes, the
+memory bound, and the few bytes Redis sends in steady state."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tracemalloc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import fakeredis
+import httpx
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.servers import RedisServer
+from flipper.app import create_app
+from flipper.cache import Cache
+from flipper.model import Context, flag_keys, rollout_keys
+from flipper.settings import Settings
+from flipper.store import Store, StoreUnavailable
+from tests.test_store import CONTEXTS, ENTITIES, NAMES, PERCENTAGES, expected_by_rule
+
+MAX_AGE = 3600.0
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclasses.dataclass
+class Pair:
+    """A cached and an uncached store over one Redis, and a plain client for writing."""
+
+    cached: Store
+    uncached: Store
+    clock: Clock
+
+    @property
+    def cache(self) -> Cache:
+        assert self.cached.cache is not None
+        return self.cached.cache
+
+    async def write(self, *commands: tuple[Any, ...], bump: bool = True) -> None:
+        """Run `commands` in one MULTI, with the revision INCR'd as Flipper's write path does (unless not)."""
+        pipeline = self.uncached.client.pipeline(transaction=True)
+        if bump:
+            pipeline.incr("revision")
+        for command in commands:
+            pipeline.execute_command(*command)
+        await pipeline.execute()
+
+
+@pytest.fixture(params=["redis", "fakeredis"])
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
+    clock = Clock()
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        cached = Store.from_settings(Settings(redis_url=server.url))
+        uncached = Store.from_settings(Settings(redis_url=server.url))
+        await uncached.client.flushall()
+    else:
+        fake = fakeredis.FakeServer()
+        cached = Store(fakeredis.FakeAsyncRedis(server=fake, decode_responses=True))
+        uncached = Store(fakeredis.FakeAsyncRedis(server=fake, decode_responses=True))
+    cached.cache = Cache(MAX_AGE, 16 * 1024 * 1024, clock)
+    yield Pair(cached, uncached, clock)
+    await cached.aclose()
+    await uncached.aclose()
+
+
+# Writes as Flipper's write path makes them: one change, with the revision INCR'd in the same MULTI.
+SET_KEYS = st.sampled_from([f"{entity}:{polarity}" for entity in ENTITIES for polarity in ("positive", "negative")])
+ROLLOUT_KEYS = st.sampled_from([f"{entity}:rollout" for entity in ENTITIES])
+WRITES = st.one_of(
+    st.tuples(st.just("SADD"), SET_KEYS, NAMES),
+    st.tuples(st.just("SREM"), SET_KEYS, NAMES),
+    st.tuples(st.just("HSET"), ROLLOUT_KEYS, NAMES, PERCENTAGES.map(lambda written: written[0])),
+    st.tuples(st.just("HDEL"), ROLLOUT_KEYS, NAMES),
+)
+STEPS = st.lists(st.one_of(WRITES, CONTEXTS), min_size=1, max_size=30)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS)
+async def test_cached_answers_equal_uncached_ones_with_writes_interleaved(pair: Pair, steps: list[Any]) -> None:
+    """The model's random differential test, with writes between evaluations: every answer of the cached
+    store, through the app too (bodies and ETags), is the uncached one."""
+    await pair.uncached.client.flushall()
+    pair.cache.clear()
+    cached_app = httpx.AsyncClient(
+        transport=httpx.ASGITransport(create_app(pair.cached, Settings())), base_url="http://c"
+    )
+    plain_app = httpx.AsyncClient(
+        transport=httpx.ASGITransport(create_app(pair.uncached, Settings())), base_url="http://u"
+    )
+    for step in steps:
+        if isinstance(step, Context):
+            assert await pair.cached.features(step) == await pair.uncached.features(step)
+            query = {"version": step.version, "group": list(step.groups), "user": step.user}
+            for path in ("/", "/features/a", "/features/ü"):
+                params = {name: value for name, value in query.items() if value} | (
+                    {"explain": "true"} if path != "/" else {}
+                )
+                answers = [await app.get(path, params=params) for app in (cached_app, plain_app)]
+                assert answers[0].content == answers[1].content
+                assert answers[0].headers["etag"] == answers[1].headers["etag"]
+        else:
+            await pair.write(step)
+    await cached_app.aclose()
+    await plain_app.aclose()
+
+
+async def test_steady_state_sends_the_revision_alone_and_reuses_the_answer(pair: Pair) -> None:
+    caller = Context(version="v1", groups=("g1",), user="u1")
+    await pair.write(("SADD", "version:v1:positive", "a", "b"), ("HSET", "group:g1:rollout", "c", "100"))
+    app = create_app(pair.cached, Settings())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://c") as client:
+        first = await client.get("/?version=v1&group=g1&user=u1")
+        keys = [pair.cached.revision_key, *flag_keys(caller), *rollout_keys(caller)]
+        held = "1" * (len(keys) - 1)
+        assert await pair.cached._evaluate(keys=keys, args=["1", held]) == "1"  # the revision alone
+        assert (await pair.cached._evaluate(keys=keys, args=["0", held]))[0] == "1"  # a stale revision: all keys
+        answers = len(pair.cache)
+        second = await client.get("/?version=v1&group=g1&user=u1")
+        assert len(pair.cache) == answers
+        assert (second.content, second.headers["etag"]) == (first.content, first.headers["etag"])
+        assert first.json() == {"features": ["a", "b", "c"]}
+
+
+async def test_a_write_through_the_revision_is_seen_at_once(pair: Pair) -> None:
+    await pair.write(("SADD", "global:positive", "a"))
+    assert await pair.cached.features(Context()) == ["a"]
+    await pair.write(("SADD", "global:negative", "a"), ("SADD", "global:positive", "b"))
+    assert await pair.cached.features(Context()) == ["b"]
+
+
+async def test_a_raw_write_is_seen_once_the_key_is_older_than_the_max_age(pair: Pair) -> None:
+    await pair.write(("SADD", "global:positive", "a"))
+    assert await pair.cached.features(Context()) == ["a"]
+    await pair.write(("SADD", "global:positive", "raw"), bump=False)
+    pair.clock.now += MAX_AGE - 0.001
+    assert await pair.cached.features(Context()) == ["a"]  # held: nothing says it changed
+    assert await pair.uncached.features(Context()) == ["a", "raw"]
+    pair.clock.now += 0.002
+    assert await pair.cached.features(Context()) == ["a", "raw"]
+
+
+async def test_an_unchanged_key_read_again_keeps_the_answer(pair: Pair) -> None:
+    """A write to another caller's key bumps the revision; the caller's keys read again unchanged keep
+    their entries, so the answer is reused, not recomputed."""
+    await pair.write(("SADD", "global:positive", "a"))
+    app = create_app(pair.cached, Settings())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://c") as client:
+        await client.get("/")
+        [answer] = [slot for key, slot in pair.cache._slots.items() if key[0] == "answer"]
+        await pair.write(("SADD", "group:other:positive", "b"))
+        assert (await client.get("/")).json() == {"features": ["a"]}
+        assert [slot for key, slot in pair.cache._slots.items() if key[0] == "answer"] == [answer]
+
+
+async def test_a_flush_drops_the_cache(pair: Pair) -> None:
+    for _ in range(5):
+        await pair.write(("SADD", "global:positive", "old"))
+    assert await pair.cached.features(Context()) == ["old"]
+    assert pair.cache.revision == 5
+    await pair.uncached.client.flushall()
+    await pair.write(("SADD", "global:positive", "new"))  # revision 1: lower than the one known
+    assert await pair.cached.features(Context()) == ["new"]
+    assert pair.cache.revision == 1
+    await pair.uncached.client.flushall()  # the revision gone: 0
+    assert await pair.cached.features(Context()) == []
+
+
+async def test_a_revision_that_is_not_an_integer_validates_nothing(pair: Pair) -> None:
+    await pair.write(("SADD", "global:positive", "a"))
+    assert await pair.cached.features(Context()) == ["a"]
+    await pair.write(("SET", "revision", "not a number"), ("SADD", "global:positive", "b"), bump=False)
+    assert await pair.cached.features(Context()) == ["a", "b"]
+    await pair.write(("SADD", "global:positive", "c"), bump=False)
+    assert await pair.cached.features(Context()) == ["a", "b", "c"]
+    assert len(pair.cache) == 0
+
+
+async def test_a_restart_drops_the_cache_and_a_store_error_is_never_answered_from_it(
+    own_redis_server: RedisServer,
+) -> None:
+    store = Store.from_settings(Settings(redis_url=own_redis_server.url, cache_max_age=MAX_AGE))
+    writer = redis.Redis(port=own_redis_server.port)
+    writer.incr("revision", 3)
+    writer.sadd("global:positive", "before")
+    assert await store.features(Context()) == ["before"]
+    assert store.cache is not None
+    assert len(store.cache) > 0
+    own_redis_server.stop()
+    with pytest.raises(StoreUnavailable):
+        await store.features(Context())
+    assert (len(store.cache), store.cache.revision) == (0, None)
+    own_redis_server.start()
+    writer = redis.Redis(port=own_redis_server.port)
+    writer.incr("revision", 3)  # the same revision as before the restart, other contents
+    writer.sadd("global:positive", "after")
+    assert await store.features(Context()) == ["after"]
+    writer.close()
+    await store.aclose()
+
+
+def test_the_memory_bound_holds_and_evicts_the_least_recently_used() -> None:
+    budget = 200_000
+    cache = Cache(MAX_AGE, budget)
+    tracemalloc.start()
+    baseline = tracemalloc.get_traced_memory()[0]
+    for number in range(2_000):
+        cache.store(f"group:g{number}:positive", frozenset(f"feature_{i}_{number}" for i in range(20)), 1, 0.0)
+        assert cache.size <= budget
+    held = tracemalloc.get_traced_memory()[0] - baseline
+    tracemalloc.stop()
+    assert held <= budget * 1.25, held  # the estimate is near the truth, and what is evicted is freed
+    assert 0 < len(cache) < 2_000
+    cache.revision = 1
+    assert cache.held(["group:g1999:positive"], 0.0)[0] is not None  # the newest stays
+    assert cache.held(["group:g0:positive"], 0.0) == [None]  # the oldest went first
+
+
+def test_an_entry_larger_than_the_budget_is_not_held() -> None:
+    cache = Cache(MAX_AGE, 1_000)
+    cache.store("global:positive", frozenset(f"feature_{i}" for i in range(100)), 1, 0.0)
+    assert (len(cache), cache.size) == (0, 0)
+    assert sys.getsizeof(frozenset(range(100))) > 1_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("0", 0.0), ("2.5", 2.5), ("", 0.0), ("-1", None), ("nan", None), ("inf", None), ("x", None)]
+)
+def test_max_age_setting(raw: str, expected: float | None) -> None:
+    from flipper.settings import SettingsError
+
+    if expected is None:
+        with pytest.raises(SettingsError, match=r"^FLIPPER_CACHE_MAX_AGE="):
+            Settings.from_environ({"FLIPPER_CACHE_MAX_AGE": raw})
+    else:
+        assert Settings.from_environ({"FLIPPER_CACHE_MAX_AGE": raw}).cache_max_age == expected
+
+
+def test_the_cache_is_off_by_default_and_on_with_a_max_age() -> None:
+    assert Store.from_settings(Settings(redis_url="redis://127.0.0.1:1")).cache is None
+    store = Store.from_settings(Settings(redis_url="redis://127.0.0.1:1", cache_max_age=30, cache_max_bytes=1234))
+    assert store.cache is not None
+    assert (store.cache.max_age, store.cache.max_bytes) == (30, 1234)
+
+
+async def test_the_expected_rule_still_holds_through_the_cache(pair: Pair) -> None:
+    """A sanity check of the pair itself against the rule stated in Python."""
+    await pair.write(("SADD", "version:v1:positive", "a"), ("HSET", "version:v1:rollout", "search", "97.601"))
+    caller = Context(version="v1", user="User;1")
+    flags = {"version:v1:positive": {"a"}}
+    rollouts = {"version:v1:rollout": {"search": ("97.601", 97_601)}}
+    for _ in range(2):
+        assert await pair.cached.features(caller) == expected_by_rule(flags, caller, rollouts) == ["a", "search"]
