@@ -4,6 +4,7 @@ memory bound, and the few bytes Redis sends in steady state."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sys
 import tracemalloc
@@ -267,3 +268,44 @@ async def test_the_expected_rule_still_holds_through_the_cache(pair: Pair) -> No
     rollouts = {"version:v1:rollout": {"search": ("97.601", 97_601)}}
     for _ in range(2):
         assert await pair.cached.features(caller) == expected_by_rule(flags, caller, rollouts) == ["a", "search"]
+
+
+async def test_freshness_no_answer_older_than_the_last_acknowledged_write(redis_server: RedisServer) -> None:
+    """A writer changes a flag through the revision (write i enables only `v<i>`), 8 readers (8 instances,
+    each with its own cache) evaluate in a tight loop, 100,000 evaluations in all: no answer may show a
+    write older than the last one acknowledged before the evaluation began."""
+    settings = Settings(redis_url=redis_server.url, cache_max_age=MAX_AGE)
+    writer = Store.from_settings(Settings(redis_url=redis_server.url))
+    await writer.client.flushall()
+    await writer.client.sadd("version:v1:positive", *(f"stable_{i}" for i in range(50)))
+    await writer.client.sadd("global:positive", "v0")
+    readers = [Store.from_settings(settings) for _ in range(8)]
+    acknowledged, evaluations, stale, target = 0, 0, 0, 100_000
+    caller = Context(version="v1", user="u1")
+
+    async def write() -> None:
+        nonlocal acknowledged
+        while evaluations < target:
+            following = acknowledged + 1
+            pipeline = writer.client.pipeline(transaction=True)
+            pipeline.incr("revision").srem("global:positive", f"v{acknowledged}").sadd(
+                "global:positive", f"v{following}"
+            )
+            await pipeline.execute()
+            acknowledged = following
+            await asyncio.sleep(0.005)
+
+    async def read(store: Store) -> None:
+        nonlocal evaluations, stale
+        while evaluations < target:
+            floor = acknowledged
+            [seen] = [int(name[1:]) for name in await store.features(caller) if name.startswith("v")]
+            evaluations += 1
+            stale += seen < floor
+
+    await asyncio.gather(write(), *(read(store) for store in readers))
+    assert acknowledged > 100  # the writer wrote all along
+    assert evaluations >= target
+    assert stale == 0
+    for store in [writer, *readers]:
+        await store.aclose()
