@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import sys
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import fakeredis
@@ -92,34 +92,40 @@ WRITES = st.one_of(
 STEPS = st.lists(st.one_of(WRITES, CONTEXTS), min_size=1, max_size=30)
 
 
+async def compare(cached: Store, uncached: Store, steps: list[Any], write: Callable[[Any], Awaitable[None]]) -> None:
+    """Run `steps` (writes, and callers to evaluate): every answer of the cached store, through the app too
+    (bodies and ETags of `/`, `/features/{name}` and OFREP's bulk evaluation), must be the uncached one."""
+    apps = [
+        httpx.AsyncClient(transport=httpx.ASGITransport(create_app(store, Settings())), base_url="http://flipper")
+        for store in (cached, uncached)
+    ]
+    for step in steps:
+        if not isinstance(step, Context):
+            await write(step)
+            continue
+        assert await cached.features(step) == await uncached.features(step)
+        query = {"version": step.version, "group": list(step.groups), "user": step.user}
+        params = {name: value for name, value in query.items() if value}
+        ofrep = {"context": {"targetingKey": step.user, "version": step.version, "group": list(step.groups)}}
+        for request in (
+            {"method": "GET", "url": "/", "params": params},
+            {"method": "GET", "url": "/features/a", "params": params | {"explain": "true"}},
+            {"method": "GET", "url": "/features/ü", "params": params},
+            {"method": "POST", "url": "/ofrep/v1/evaluate/flags", "json": ofrep},
+        ):
+            first, second = [await app.request(**request) for app in apps]
+            assert (first.content, first.headers["etag"]) == (second.content, second.headers["etag"])
+    for app in apps:
+        await app.aclose()
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=STEPS)
 async def test_cached_answers_equal_uncached_ones_with_writes_interleaved(pair: Pair, steps: list[Any]) -> None:
-    """The model's random differential test, with writes between evaluations: every answer of the cached
-    store, through the app too (bodies and ETags), is the uncached one."""
+    """The model's random differential test, with writes through the revision between evaluations."""
     await pair.uncached.client.flushall()
     pair.cache.clear()
-    cached_app = httpx.AsyncClient(
-        transport=httpx.ASGITransport(create_app(pair.cached, Settings())), base_url="http://c"
-    )
-    plain_app = httpx.AsyncClient(
-        transport=httpx.ASGITransport(create_app(pair.uncached, Settings())), base_url="http://u"
-    )
-    for step in steps:
-        if isinstance(step, Context):
-            assert await pair.cached.features(step) == await pair.uncached.features(step)
-            query = {"version": step.version, "group": list(step.groups), "user": step.user}
-            for path in ("/", "/features/a", "/features/ü"):
-                params = {name: value for name, value in query.items() if value} | (
-                    {"explain": "true"} if path != "/" else {}
-                )
-                answers = [await app.get(path, params=params) for app in (cached_app, plain_app)]
-                assert answers[0].content == answers[1].content
-                assert answers[0].headers["etag"] == answers[1].headers["etag"]
-        else:
-            await pair.write(step)
-    await cached_app.aclose()
-    await plain_app.aclose()
+    await compare(pair.cached, pair.uncached, steps, pair.write)
 
 
 async def test_steady_state_sends_the_revision_alone_and_reuses_the_answer(pair: Pair) -> None:

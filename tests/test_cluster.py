@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ from flipper.store import Store, StoreUnavailable
 from tests.conftest import LoadHandler
 from tests.lambda_events import KINDS, LambdaContext, request_event
 from tests.needs import skip_without
+from tests.test_cache import STEPS, compare
 from tests.test_resilience import timed_get
 from tests.test_store import (
     CASES,
@@ -132,6 +134,47 @@ async def test_script_agrees_with_the_rule_on_a_cluster(
         if fields:
             writer.hset(PREFIX + key, mapping={feature: raw for feature, (raw, _) in fields.items()})
     assert await cluster_store.features(context) == expected_by_rule(flags, context, rollouts)
+
+
+async def test_the_cache_on_a_cluster(cluster: list[RedisServer], writer: RedisCluster) -> None:
+    """The revision key shares the flags' slot; a write through the revision is seen at once, and in steady
+    state the flags' node answers with the revision alone."""
+    store = Store.from_settings(
+        Settings(redis_url=cluster[0].url, redis_cluster=True, key_prefix=PREFIX, cache_max_age=3600)
+    )
+    caller = Context(version="v1", groups=("g1",), user="u1")
+    keys = [store.revision_key, *flag_keys(caller, PREFIX), *rollout_keys(caller, PREFIX)]
+    assert len({key_slot(key.encode()) for key in keys}) == 1
+    writer.sadd(PREFIX + "version:v1:positive", "a")
+    writer.hset(PREFIX + "group:g1:rollout", "b", "100")
+    assert await store.features(caller) == ["a", "b"]
+    assert await store._evaluate(keys=keys, args=["0", "1" * (len(keys) - 1)]) == "0"
+    writer.incr(PREFIX + "revision")
+    writer.sadd(PREFIX + "user:u1:negative", "a")
+    assert await store.features(caller) == ["b"]
+    writer.flushall(target_nodes=RedisCluster.PRIMARIES)
+    assert await store.features(caller) == []
+    await store.aclose()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS)
+async def test_cached_answers_equal_uncached_ones_on_a_cluster(
+    cluster: list[RedisServer], writer: RedisCluster, cluster_store: Store, steps: list[Any]
+) -> None:
+    """tests/test_cache.py's differential test with writes interleaved, through the cluster client."""
+    writer.flushall(target_nodes=RedisCluster.PRIMARIES)
+    cached = Store.from_settings(
+        Settings(redis_url=cluster[2].url, redis_cluster=True, key_prefix=PREFIX, cache_max_age=3600)
+    )
+
+    async def write(step: tuple[str, ...]) -> None:
+        command, key, *rest = step
+        writer.incr(PREFIX + "revision")
+        writer.execute_command(command, PREFIX + key, *rest)
+
+    await compare(cached, cluster_store, steps, write)
+    await cached.aclose()
 
 
 def test_hash_tag_puts_a_callers_keys_in_one_slot_and_its_absence_does_not() -> None:
