@@ -49,6 +49,13 @@ def test_default_prefix_carries_a_hash_tag_for_the_serverless_cluster(template: 
     assert variables["FLIPPER_REDIS_CLUSTER"] == {"Fn::If": ["CreateCache", "true", {"Ref": "RedisCluster"}]}
 
 
+def test_production_gets_the_cache(template: dict[str, Any]) -> None:
+    """Off by default (make dev-server sees a raw redis-cli write at once); on in the deployed function."""
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert Settings().cache_max_age == 0
+    assert Settings.from_environ({"FLIPPER_CACHE_MAX_AGE": variables["FLIPPER_CACHE_MAX_AGE"]}).cache_max_age == 30
+
+
 def test_function_reaches_the_cache_port_only(template: dict[str, Any]) -> None:
     """Inline egress rules replace the default allow-all; the second one exists only when a secret is used."""
     resources = template["Resources"]
