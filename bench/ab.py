@@ -22,10 +22,13 @@ from .run import expected_body, machine
 from .servers import FlipperServer, RedisServer, cpu_seconds
 from .stats import summarize
 
+CACHE = {"FLIPPER_CACHE_MAX_AGE": "30"}  # the template's production value
 # name: (data set, Flipper's extra environment)
 VARIANTS: dict[str, tuple[DataSet, Mapping[str, str]]] = {
     "large": (DATA_SETS["large"], {}),
     "rollouts": (DATA_SETS["rollouts"], {}),
+    "large, cache": (DATA_SETS["large"], CACHE),
+    "rollouts, cache": (DATA_SETS["rollouts"], CACHE),
 }
 
 

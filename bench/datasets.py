@@ -13,7 +13,15 @@ from urllib.parse import urlencode
 
 import redis
 
-from flipper.model import Context, Snapshot, enabled_features, flag_keys, parse_percentage, rollout_keys
+from flipper.model import (
+    Context,
+    Snapshot,
+    enabled_features,
+    flag_keys,
+    parse_percentage,
+    revision_key,
+    rollout_keys,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +61,12 @@ class DataSet:
         return enabled_features(Snapshot(self.context, [self.flags.get(key, []) for key in self.set_keys], rollouts))
 
     def load(self, client: redis.Redis) -> None:
-        """Replace whatever the database holds with this data set."""
+        """Replace whatever the database holds with this data set, as one more write: the revision goes on
+        rising, so that a cached Flipper reads the new contents."""
+        revision = int(client.get(revision_key()) or 0)
         pipeline = client.pipeline()
         pipeline.flushall()
+        pipeline.set(revision_key(), revision + 1)
         for key, members in self.flags.items():
             pipeline.sadd(key, *members)
         for key, fields in self.rollouts.items():
