@@ -18,11 +18,10 @@ import redis
 
 from . import loadgen
 from .datasets import DATA_SETS, DataSet
-from .run import expected_body, machine
+from .run import CACHE, expected_body, machine
 from .servers import FlipperServer, RedisServer, cpu_seconds
 from .stats import summarize
 
-CACHE = {"FLIPPER_CACHE_MAX_AGE": "30"}  # the template's production value
 # name: (data set, Flipper's extra environment)
 VARIANTS: dict[str, tuple[DataSet, Mapping[str, str]]] = {
     "large": (DATA_SETS["large"], {}),

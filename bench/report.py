@@ -17,11 +17,20 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 # The seed's only published figures (its README, "Some benches"): vegeta at 100 req/s, 26-byte answers.
 SEED = {"rate": 100, "p50": 2.78229, "p95": 3.220638, "p99": 3.587132}
-TARGETS = {"throughput_ratio": 0.7, "redis_ratio": 0.8, "p99_ratio": 1.3}
+# Issue 11's targets, for the large data set with the cache (issue 5's were 0.7 and 1.3 without one).
+TARGETS = {"throughput_ratio": 0.9, "redis_ratio": 0.8, "p99_ratio": 1.1}
 
 
 def _ms(value: float) -> str:
     return f"{value:.2f}"
+
+
+def _or_dash(cell: Any, data: dict[str, Any]) -> str:
+    """The cell, or a dash where the column did not measure it (redis-benchmark runs once per data set)."""
+    try:
+        return cell(data)
+    except KeyError:
+        return "-"
 
 
 def table(results: dict[str, Any]) -> str:
@@ -31,7 +40,7 @@ def table(results: dict[str, Any]) -> str:
     rows: list[tuple[str, list[str], str]] = []
 
     def row(label: str, cell: Any, target: str = "") -> None:
-        rows.append((label, [cell(data) for data in sets], target))
+        rows.append((label, [_or_dash(cell, data) for data in sets], target))
 
     row("features enabled", lambda d: str(d["enabled"]))
     for rate in results["rates"]:
@@ -74,10 +83,15 @@ def table(results: dict[str, Any]) -> str:
         "Redis µs per call: script / SUNION / algebra in Lua",
         lambda d: " / ".join(f"{d['redis']['usec_per_call'][k]:.1f}" for k in ("script", "sunion", "lua_algebra")),
     )
+    row(
+        "Redis µs per call of the script in the cache's steady state (the revision alone)",
+        lambda d: f"{d['redis']['usec_per_call']['script_cached']:.1f}",
+        "≤ 5",
+    )
     lines = [
         f"Measured {machine['date']} by `make bench` on {machine['cores']} cores ({machine['cpu']}),"
         f" Python {machine['python']}, Redis {machine['redis']}: the median of {results['rounds']} alternating"
-        f" rounds of {results['duration']:.0f} s each. Targets are for the large data set.",
+        f" rounds of {results['duration']:.0f} s each. Targets are for the large data set with the cache.",
         "",
         "| | " + " | ".join(names) + " | target |",
         "| --- |" + " --- |" * (len(names) + 1),

@@ -7,7 +7,11 @@ both sides alike:
 - closed loop: throughput of evaluation and of `/health` (one PING through the same stack), their ratio,
   and the CPU time per request of Flipper's process and of Redis;
 - Redis alone (redis-benchmark): the evaluation script by EVALSHA against a native SUNION of the same
-  positive sets and against the algebra done in Lua, and Redis's own µs per call (INFO commandstats).
+  positive sets and against the algebra done in Lua, and Redis's own µs per call (INFO commandstats);
+  the script in the cache's steady state (the revision alone) too.
+
+The large and rollouts data sets are measured again against a second Flipper with the cache on
+(FLIPPER_CACHE_MAX_AGE=30, the template's value): the `, cache` columns.
 
 It writes bench/results.json, then the README's Performance section and the chart (bench/report.py).
 """
@@ -29,6 +33,7 @@ from typing import Any
 
 import redis
 
+from flipper.model import revision_key
 from flipper.responses import JSONResponse
 from flipper.store import script_source
 
@@ -40,6 +45,8 @@ from .stats import median_of, summarize
 RESULTS = Path(__file__).with_name("results.json")
 LUA_ALGEBRA = Path(__file__).with_name("algebra_in_lua.lua")  # the road not taken, measured each run
 RATES = (100, 1000, 2000)
+CACHE = {"FLIPPER_CACHE_MAX_AGE": "30"}  # the template's production value
+CACHED_DATA_SETS = ("large", "rollouts")  # also measured with the cache on: a column each
 REDIS_BENCHMARK_CLIENTS = 50
 
 
@@ -138,37 +145,46 @@ def redis_benchmark(port: int, commands: dict[str, list[str]], rounds: int, requ
     result["lua_algebra_ratio"] = result["lua_algebra"] / result["sunion"]
     print(
         f"  redis-benchmark: script {result['script']:.0f}/s, SUNION {result['sunion']:.0f}/s,"
-        f" algebra in Lua {result['lua_algebra']:.0f}/s; script ÷ SUNION {result['ratio']:.2f},"
+        f" algebra in Lua {result['lua_algebra']:.0f}/s, cached script {result['script_cached']:.0f}/s;"
+        f" script ÷ SUNION {result['ratio']:.2f},"
         f" algebra in Lua ÷ SUNION {result['lua_algebra_ratio']:.2f}; µs per call {result['usec_per_call']}"
     )
     return result
 
 
-def measure(data_set: DataSet, redis_server: RedisServer, flipper: FlipperServer, args: argparse.Namespace) -> dict:
+def measure(
+    data_set: DataSet, redis_server: RedisServer, flipper: FlipperServer, args: argparse.Namespace, redis_side: bool
+) -> dict:
+    """Open and closed loop against `flipper`; with `redis_side`, Redis alone too (redis-benchmark)."""
     with redis.Redis(port=redis_server.port) as client:
         data_set.load(client)
+        revision = client.get(revision_key()).decode()
         sha = client.script_load(script_source())
         lua_algebra_sha = client.script_load(LUA_ALGEBRA.read_text(encoding="utf-8"))
     urls = {"evaluation": f"{flipper.url}/?{data_set.query}", "health": f"{flipper.url}/health"}
     expected = {"evaluation": expected_body(data_set), "health": JSONResponse({"status": "ok"}).body.decode()}
     print(f"{data_set.name}: {len(data_set.enabled)} features enabled for ?{data_set.query}")
-    return {
+    result = {
         "enabled": len(data_set.enabled),
         "open_loop": open_loop(urls, expected, args.rounds, args.duration),
         "closed_loop": closed_loop(
             urls, expected, {"flipper": flipper.process, "redis": redis_server.process}, args.rounds, args.duration
         ),
-        "redis": redis_benchmark(
+    }
+    if redis_side:
+        script = ["EVALSHA", sha, str(1 + len(data_set.keys)), revision_key(), *data_set.keys]
+        result["redis"] = redis_benchmark(
             redis_server.port,
             {
-                "script": ["EVALSHA", sha, str(len(data_set.keys)), *data_set.keys],
+                "script": [*script, "", "0" * len(data_set.keys)],  # no cache: every key read
+                "script_cached": [*script, revision, "1" * len(data_set.keys)],  # the cache's steady state
                 "sunion": ["SUNION", *data_set.positive_keys],
                 "lua_algebra": ["EVALSHA", lua_algebra_sha, str(len(data_set.set_keys)), *data_set.set_keys],
             },
             args.rounds,
             args.redis_requests,
-        ),
-    }
+        )
+    return result
 
 
 def lambda_handler(redis_server: RedisServer, data_set: DataSet) -> dict[str, float]:
@@ -212,13 +228,21 @@ def main(argv: list[str] | None = None) -> None:
     redis_server = RedisServer()
     redis_server.start()
     flipper = FlipperServer(redis_server.url)
+    cached = FlipperServer(redis_server.url)
+    cached.env.update(CACHE)
     try:
         flipper.start()
+        cached.start()
         for name in args.data_set or DATA_SETS:
-            results["data_sets"][name] = measure(DATA_SETS[name], redis_server, flipper, args)
+            results["data_sets"][name] = measure(DATA_SETS[name], redis_server, flipper, args, redis_side=True)
+            if name in CACHED_DATA_SETS:
+                results["data_sets"][f"{name}, cache"] = measure(
+                    DATA_SETS[name], redis_server, cached, args, redis_side=False
+                )
         results["lambda"] = lambda_handler(redis_server, DATA_SETS["large"])
     finally:
         flipper.stop()
+        cached.stop()
         redis_server.stop()
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")

@@ -15,7 +15,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .cache import Cache, Entry
+from .cache import Cache
 from .model import Context, Snapshot, enabled_features, flag_keys, parse_percentage, revision_key, rollout_keys
 from .settings import Settings, SettingsError
 
@@ -190,16 +190,14 @@ class Store:
             cache.clear()  # the revision went back: Redis restarted, failed over or was flushed
         if cache.revision is None or revision > cache.revision:
             cache.revision = revision
-        if not contents:  # the revision alone: every key is held
-            contents = [None] * len(keys)
-        entries: list[Entry] = []
-        for index, (key, entry, raw) in enumerate(zip(keys, held, contents, strict=True)):
-            # None: held, and the script saw the revision it is held at; else read, and remembered.
-            entries.append(
+        entries = held  # the revision alone: every key is held
+        if contents:  # None: held, and the script saw the revision it is held at; else read, and remembered
+            entries = [
                 entry
                 if raw is None
                 else cache.store(key, frozenset(raw) if index < split else percentages(key, raw), revision, now)
-            )
+                for index, (key, entry, raw) in enumerate(zip(keys, held, contents, strict=True))
+            ]
         return Snapshot(
             context,
             [entry.contents for entry in entries[:split]],
