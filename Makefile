@@ -87,10 +87,11 @@ bench: install-develop ## Benchmark (~5 min): latency, throughput vs /health, sc
 	$(BIN)/pip install --quiet matplotlib  # the chart only: not a dependency of Flipper
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-chaos: install-develop ## Kill and hang Redis under load and print the counts; then fuzz at volume (~30 s)
+chaos: install-develop ## Kill and hang Redis under load and print the counts; fuzz at volume; the cache's freshness (~70 s)
 	$(INSTALL_REDIS)
 	$(BIN)/python -m bench.chaos
 	$(BIN)/pytest -q -m chaos -k "no_5xx or no_ofrep" tests/test_chaos.py
+	$(BIN)/pytest -q -s -k freshness tests/test_cache.py
 
 clean: ## Remove .venv, caches and sam's build
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .aws-sam

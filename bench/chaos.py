@@ -21,6 +21,7 @@ import json
 import signal
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,16 @@ def _is_error_json(body: str) -> bool:
         return False
 
 
-def run(redis_server: RedisServer, snapshot_dir: Path, plan: Plan = Plan()) -> dict[str, Any]:
-    """Drive the outage and the hang against a started `redis_server`; return the report."""
+def run(
+    redis_server: RedisServer, snapshot_dir: Path, plan: Plan = Plan(), environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Drive the outage and the hang against a started `redis_server`, Flipper run with `environ` added to its
+    environment (the cache's settings, say); return the report."""
     with redis.Redis(port=redis_server.port) as client:
         LARGE.load(client)
     redis_server.save(snapshot_dir)
     flipper = FlipperServer(redis_server.url)
+    flipper.env.update(environ or {})
     flipper.start()
     events: dict[str, float] = {}
     try:

@@ -24,8 +24,10 @@ from flipper.store import Store
 pytestmark = pytest.mark.chaos
 
 
-def test_kill_and_hang_under_load(own_redis_server: RedisServer, tmp_path: Path) -> None:
-    report = chaos.run(own_redis_server, tmp_path)
+@pytest.mark.parametrize("environ", [{}, {"FLIPPER_CACHE_MAX_AGE": "30"}], ids=["no cache", "cache"])
+def test_kill_and_hang_under_load(own_redis_server: RedisServer, tmp_path: Path, environ: dict[str, str]) -> None:
+    """With the cache too: a store error is a 503, never an answer from the cache."""
+    report = chaos.run(own_redis_server, tmp_path, environ=environ)
     chaos.print_report(report)  # shown with -s, and on failure
 
     assert report["wrong_200"] == 0, "a 200 carried a wrong feature list"
