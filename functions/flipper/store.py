@@ -59,6 +59,12 @@ def store_errors() -> Iterator[None]:
         raise StoreError(str(exc)) from exc
 
 
+def _read(context: Context, keys: list[str], split: int, contents: list[list[str]]) -> Snapshot:
+    """A snapshot from the contents of every key (`keys[:split]` the sets, the rest rollouts), uncached."""
+    rollouts = [percentages(key, flat) for key, flat in zip(keys[split:], contents[split:], strict=True)]
+    return Snapshot(context, contents[:split], rollouts)
+
+
 def _revision(raw: str) -> int | None:
     """The store's revision as an integer; None when someone wrote something else there by hand."""
     return int(raw) if raw.isascii() and raw.lstrip("-").isdigit() else None
@@ -166,26 +172,31 @@ class Store:
         """
         sets = flag_keys(context, self.key_prefix)
         keys = sets + rollout_keys(context, self.key_prefix)
-        cache = self.cache
-        now = cache.clock() if cache is not None else 0.0
-        known = cache.revision if cache is not None else None
-        held = cache.held(keys, now) if cache is not None else [None] * len(keys)
-        args = ["" if known is None else str(known), "".join("0" if entry is None else "1" for entry in held)]
+        if self.cache is None:
+            _, *contents = await self._call(keys, "", "0" * len(keys))
+            return _read(context, keys, len(sets), contents)
+        return await self._cached(context, keys, len(sets), self.cache)
+
+    async def _call(self, keys: list[str], known: str, held: str) -> str | list[Any]:
+        """The script's reply: the revision alone, or the revision and the contents of the keys not `held`."""
+        with store_errors():
+            return await self._evaluate(keys=[self.revision_key, *keys], args=[known, held])
+
+    async def _cached(self, context: Context, keys: list[str], split: int, cache: Cache) -> Snapshot:
+        now, known = cache.clock(), cache.revision
+        held = cache.held(keys, now)
         try:
-            with store_errors():
-                reply = await self._evaluate(keys=[self.revision_key, *keys], args=args)
+            reply = await self._call(
+                keys, "" if known is None else str(known), "".join("0" if entry is None else "1" for entry in held)
+            )
         except StoreError:
-            if cache is not None:
-                cache.clear()  # a restart or a failover may lie behind it: never trust what was held
+            cache.clear()  # a restart or a failover may lie behind it: never trust what was held
             raise
         raw_revision, *contents = [reply] if isinstance(reply, str) else reply
         revision = _revision(raw_revision)
-        split = len(sets)
-        if cache is None or revision is None:
-            if cache is not None:
-                cache.clear()  # a revision that is not an integer validates nothing
-            rollouts = [percentages(key, flat) for key, flat in zip(keys[split:], contents[split:], strict=True)]
-            return Snapshot(context, contents[:split], rollouts)
+        if revision is None:
+            cache.clear()  # a revision that is not an integer validates nothing (and every key was sent)
+            return _read(context, keys, split, contents)
         if known is not None and revision < known:
             cache.clear()  # the revision went back: Redis restarted, failed over or was flushed
         if cache.revision is None or revision > cache.revision:
