@@ -16,20 +16,17 @@
 -- (docs/performance.md). Read commands only and no temporary keys, so it can run on replicas.
 local revision = redis.call('GET', KEYS[1]) or '0'
 local current = ARGV[1] ~= '' and revision == ARGV[1]
-local reply, needed = {revision}, false
+if current and not string.find(ARGV[2], '0', 1, true) then
+  return revision  -- the steady state, answered without looking at the keys
+end
+local reply = {revision}
 for i = 2, #KEYS do
   if current and string.sub(ARGV[2], i - 1, i - 1) == '1' then
     reply[i] = false
+  elseif string.sub(KEYS[i], -8) == ':rollout' then
+    reply[i] = redis.call('HGETALL', KEYS[i])
   else
-    needed = true
-    if string.sub(KEYS[i], -8) == ':rollout' then
-      reply[i] = redis.call('HGETALL', KEYS[i])
-    else
-      reply[i] = redis.call('SMEMBERS', KEYS[i])
-    end
+    reply[i] = redis.call('SMEMBERS', KEYS[i])
   end
 end
-if needed then
-  return reply
-end
-return revision
+return reply
