@@ -9,6 +9,7 @@ entity's key.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Collection, Iterable, Sequence
 
 POSITIVE = "positive"
@@ -98,3 +99,16 @@ def evaluate_feature(feature: str, context: Context, members: Sequence[Collectio
     """One feature, from the same members; off with reason DEFAULT when no set of the context names it."""
     only = [(feature,) if feature in names else () for names in members]
     return next(iter(evaluate_all(context, only)), Evaluation(feature, enabled=False, reason=DEFAULT))
+
+
+_PERCENTAGE = re.compile(r"([0-9]{1,3})(?:\.([0-9]{1,3}))?")
+
+
+def parse_percentage(raw: str) -> int | None:
+    """A rollout percentage (`25`, `97.601`) in thousandths, or None unless it is a plain decimal from 0 to
+    100 with at most three decimals (no sign, exponent or blank)."""
+    match = _PERCENTAGE.fullmatch(raw)
+    if match is None:
+        return None
+    thousandths = int(match[1]) * 1000 + int((match[2] or "").ljust(3, "0"))
+    return thousandths if thousandths <= 100_000 else None

@@ -39,6 +39,7 @@ class Settings:
     api_keys_secret_arn: str | None = None
     redis_cluster: bool = False
     redis_password_secret_arn: str | None = None
+    audit_length: int = 10_000  # the audit stream's MAXLEN ~: the entries history and undo can reach
 
     def __post_init__(self) -> None:
         if self.redis_cluster and not has_hash_tag(self.key_prefix):
@@ -71,6 +72,7 @@ class Settings:
             redis_password_secret_arn=_read(
                 env, "REDIS_PASSWORD_SECRET_ARN", _secret_arn, defaults.redis_password_secret_arn
             ),
+            audit_length=_read(env, "FLIPPER_AUDIT_LENGTH", _positive(int), defaults.audit_length),
         )
 
 

@@ -16,8 +16,6 @@ from redis.backoff import NoBackoff
 from .model import Context, enabled_features, flag_keys
 from .settings import Settings, SettingsError
 
-_LUA_NAME = "evaluate.lua"
-
 
 class StoreError(Exception):
     """Redis answered with an error: a flag key that holds something other than a set, say."""
@@ -60,10 +58,10 @@ class _RedisCluster(RedisCluster):
     )
 
 
-def script_source() -> str:
-    """The evaluation script: packaged beside this module in a build, else the repository's `lua/`."""
-    packaged = Path(__file__).with_name("lua") / _LUA_NAME
-    path = packaged if packaged.exists() else Path(__file__).resolve().parents[2] / "lua" / _LUA_NAME
+def script_source(name: str = "evaluate.lua") -> str:
+    """A Lua script: packaged beside this module in a build, else the repository's `lua/`."""
+    packaged = Path(__file__).with_name("lua") / name
+    path = packaged if packaged.exists() else Path(__file__).resolve().parents[2] / "lua" / name
     return path.read_text(encoding="utf-8")
 
 
@@ -93,6 +91,11 @@ def client_from_settings(settings: Settings) -> redis.asyncio.Redis | RedisClust
     )
 
 
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a SCAN pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
 class Store:
     """Answers flag questions from Redis in one script call each.
 
@@ -104,6 +107,8 @@ class Store:
         self.client = client
         self.key_prefix = key_prefix
         self._evaluate = client.register_script(script_source())
+        self._snapshot = client.register_script(script_source("snapshot.lua"))
+        self._write = client.register_script(script_source("write.lua"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -121,16 +126,71 @@ class Store:
         with store_errors():
             return await self._evaluate(keys=flag_keys(context, self.key_prefix))
 
+    async def all_keys(self) -> list[str]:
+        """Every key under the prefix, unprefixed, by SCAN: in a cluster, on the node that holds the flags.
+
+        The caller picks the flag keys out of them: keys of any schema may share the database.
+        """
+        pattern = _glob_escape(self.key_prefix) + "*"
+        keys: list[str] = []
+        with store_errors():
+            cursor = 0
+            while True:
+                cursor, batch = await self._on_flags_node("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+                keys.extend(key[len(self.key_prefix) :] for key in batch)
+                if int(cursor) == 0:
+                    return sorted(set(keys))
+
+    async def snapshot(self, keys: list[str]) -> tuple[int, list[Any]]:
+        """The revision and the contents of `keys` (unprefixed), read atomically by lua/snapshot.lua."""
+        with store_errors():
+            revision, *contents = await self._snapshot(keys=[self.revision_key, *self._prefixed(keys)])
+        return int(revision), contents
+
+    async def write(self, keys: list[str], args: list[str | int]) -> list[str]:
+        """Run lua/write.lua on `keys` (unprefixed) after the revision and audit keys; see the script."""
+        with store_errors():
+            return await self._write(
+                keys=[self.revision_key, self.audit_key, *self._prefixed(keys)],
+                args=[args[0], args[1], len(self.key_prefix), *args[2:]],
+            )
+
+    async def audit_range(self, start: str, end: str, count: int | None = None, *, reverse: bool = False) -> list[Any]:
+        """Entries of the audit stream, as XRANGE (or XREVRANGE) answers them."""
+        with store_errors():
+            if reverse:
+                return await self.client.xrevrange(self.audit_key, start, end, count=count)
+            return await self.client.xrange(self.audit_key, start, end, count=count)
+
+    async def revision(self) -> int:
+        """The flags' revision: how many changes Flipper's write path has made (0 before the first)."""
+        with store_errors():
+            return int(await self.client.get(self.revision_key) or 0)
+
+    @property
+    def revision_key(self) -> str:
+        return f"{self.key_prefix}revision"
+
+    @property
+    def audit_key(self) -> str:
+        return f"{self.key_prefix}audit"
+
+    def _prefixed(self, keys: list[str]) -> list[str]:
+        return [self.key_prefix + key for key in keys]
+
+    async def _on_flags_node(self, *command: Any) -> Any:
+        """`command` on the node that holds the flags' slot in a cluster; on the one Redis otherwise."""
+        if isinstance(self.client, RedisCluster):
+            await self.client.initialize()  # a no-op once the cluster's layout is known
+            # With the hash-tagged prefix cluster mode requires, every flag key is in this key's slot.
+            node = self.client.get_node_from_key(self.revision_key)
+            return await self.client.execute_command(*command, target_nodes=node)
+        return await self.client.execute_command(*command)
+
     async def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers a PING: in a cluster, the node that holds the flags."""
         with store_errors():
-            if isinstance(self.client, RedisCluster):
-                await self.client.initialize()  # a no-op once the cluster's layout is known
-                # With the hash-tagged prefix cluster mode requires, every flag key is in this key's slot.
-                node = self.client.get_node_from_key(flag_keys(Context(), self.key_prefix)[0])
-                await self.client.execute_command("PING", target_nodes=node)
-            else:
-                await self.client.ping()
+            await self._on_flags_node("PING")
 
     async def aclose(self) -> None:
         await self.client.aclose()
