@@ -73,7 +73,8 @@ build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package a
 	$(BUILD_PYTHON) -m pip install --quiet --no-compile --platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 	  --implementation cp --only-binary=:all: --target "$(ARTIFACTS_DIR)" --no-deps aws-xray-sdk wrapt
 	mkdir -p "$(ARTIFACTS_DIR)/flipper/lua"
-	cp $(filter-out %/devserver.py,$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
+	@# Not the function's: the dev server (uvicorn) and the operator's command (click, PyYAML, boto3).
+	cp $(filter-out $(addprefix %/,devserver.py cli.py flagfile.py backends.py),$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
 	cp $(ROOT)lua/*.lua "$(ARTIFACTS_DIR)/flipper/lua/"
 
 deploy: build ## sam deploy (needs AWS credentials); CONFIG_ENV=prod for production, DEPLOY_ARGS=--guided the first time

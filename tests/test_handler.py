@@ -161,38 +161,48 @@ def test_metrics_are_flushed_with_every_invocation(
     assert "Evaluations" not in failed
 
 
-def test_admin_event_writes_and_reads_flag_sets_under_the_prefix(handler: ModuleType, flags: redis.Redis) -> None:
-    added = invoke(handler, {"flipper_admin": ["SADD", "group:g1:positive", "special_g1_feature"]})
-    assert added == {"result": 1}
-    assert flags.smembers("{flipper}:group:g1:positive") == {"special_g1_feature"}
+def admin_event(name: str, /, **arguments: Any) -> dict[str, Any]:
+    return {"flipper_admin": {"operation": name, "arguments": arguments}}
+
+
+def test_admin_event_changes_flags_under_the_prefix_through_the_audited_write_path(
+    handler: ModuleType, flags: redis.Redis
+) -> None:
+    enable = admin_event(
+        "change", operation="enable", feature="special", entity="group:g1", actor="arn:aws:iam::1:user/op"
+    )
+    added = invoke(handler, enable)
+    assert added["result"]["changes"] == [["group:g1:positive", "special", "", "1"]]
+    assert flags.smembers("{flipper}:group:g1:positive") == {"special"}
+    assert flags.get("{flipper}:revision") == "1"
     event = request_event("http-api", "/", [("version", "v1"), ("group", "g1")])
-    assert body(invoke(handler, event)) == {"features": ["feature_A", "special_g1_feature"]}
-    assert invoke(handler, {"flipper_admin": ["smembers", "version:v1:positive"]}) == {
-        "result": ["feature_A", "feature_B"]
-    }
-    assert invoke(handler, {"flipper_admin": ["SREM", "version:v1:positive", "feature_A"]}) == {"result": 1}
-    assert body(invoke(handler, event)) == {"features": ["special_g1_feature"]}
+    assert body(invoke(handler, event)) == {"features": ["feature_A", "special"]}
+    [entry] = invoke(handler, admin_event("history"))["result"]["entries"]
+    assert (entry["actor"], entry["id"]) == ("arn:aws:iam::1:user/op", added["result"]["entry"])
+    exported = invoke(handler, admin_event("export"))["result"]["flags"]["features"]
+    assert exported["feature_B"] == {"enabled": ["version:v1"], "disabled": ["group:g1"]}
 
 
 @pytest.mark.parametrize(
-    ("command", "error"),
+    ("event", "kind", "error"),
     [
-        ("SADD global:positive a", "flipper_admin must be a list of strings"),
-        (["FLUSHALL", "x"], "command 'FLUSHALL' is not allowed; use one of SADD, SREM, SMEMBERS"),
-        (["DEL", "global:positive"], "command 'DEL' is not allowed"),
-        (["SADD", "global:enabled", "a"], "'global:enabled' is not a flag key"),
-        (["SADD", "config:positive", "a"], "'config:positive' is not a flag key"),
-        (["SADD", "group::positive", "a"], "'group::positive' is not a flag key"),
-        (["SADD", "user:u:positive"], "SADD takes at least one member"),
-        (["SMEMBERS", "user:u:positive", "a"], "SMEMBERS takes no members"),
+        ({"flipper_admin": ["SADD", "global:positive", "a"]}, "invalid", "flipper_admin must be an object"),
+        ({"flipper_admin": ["SADD", "global:positive", "\ud800"]}, "invalid", "flipper_admin must be an object"),
+        ({"flipper_admin": {"operation": "flushall"}}, "invalid", "unknown operation 'flushall'"),
+        ({"flipper_admin": {"operation": "export", "extra": 1}}, "invalid", "flipper_admin must be an object"),
+        (admin_event("change", operation="enable", feature="\ud800", entity="global", actor="a"), "invalid", "feature"),
+        (admin_event("change", operation="enable", feature="a", entity="global"), "invalid", "change: missing"),
+        (admin_event("apply", flags_file={"flipper": 1}, revision=7, actor="a"), "refused", "flags changed since"),
+        (admin_event("undo", entry="1-1", actor="a"), "invalid", "no audit entry '1-1'"),
     ],
 )
-def test_admin_event_refuses_anything_but_set_commands_on_flag_keys(
-    handler: ModuleType, flags: redis.Redis, command: Any, error: str
+def test_admin_event_refuses_bad_requests_naming_the_problem_and_writes_nothing(
+    handler: ModuleType, flags: redis.Redis, event: dict[str, Any], kind: str, error: str
 ) -> None:
     keys_before = sorted(flags.keys("*"))
-    response = invoke(handler, {"flipper_admin": command})
+    response = invoke(handler, event)
     assert response["error"].startswith(error)
+    assert response["kind"] == kind
     assert sorted(flags.keys("*")) == keys_before
 
 

@@ -137,6 +137,8 @@ class Store:
             cursor = 0
             while True:
                 cursor, batch = await self._on_flags_node("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+                if isinstance(cursor, dict):  # the cluster client answers a cursor per node: here, one node
+                    [cursor] = cursor.values()
                 keys.extend(key[len(self.key_prefix) :] for key in batch)
                 if int(cursor) == 0:
                     return sorted(set(keys))
