@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
+import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 
 import fakeredis
@@ -87,6 +91,23 @@ def live_url(redis_server: RedisServer, settings: Settings) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACT = ROOT / ".aws-sam" / "build" / "FlipperFunction"
+SAM = Path(sys.executable).with_name("sam")
+
+
+@pytest.fixture(scope="session")
+def artifact() -> Path:
+    """The Lambda artifact as `sam build` makes it from the current tree (no Docker: the makefile build)."""
+    if not SAM.exists():
+        pytest.fail(f"{SAM} is missing: `make install-develop` installs aws-sam-cli")
+    shutil.rmtree(ARTIFACT, ignore_errors=True)
+    subprocess.run(
+        [str(SAM), "build"], cwd=ROOT, check=True, capture_output=True, env=os.environ | {"SAM_CLI_TELEMETRY": "0"}
+    )
+    return ARTIFACT
 
 
 LoadHandler = Callable[..., ModuleType]

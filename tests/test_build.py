@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -24,11 +23,8 @@ import redis
 
 from bench.servers import RedisServer
 from flipper.store import script_source
+from tests.conftest import ROOT
 from tests.lambda_events import KINDS, request_event
-
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACT = ROOT / ".aws-sam" / "build" / "FlipperFunction"
-SAM = Path(sys.executable).with_name("sam")
 
 # Runs in the isolated interpreter: import the handler from the artifact, serve the events from stdin.
 CHILD = """
@@ -50,17 +46,6 @@ responses = [handler.handler(event, Context()) for event in json.load(sys.stdin)
 files = sorted({module.__file__ for module in list(sys.modules.values()) if getattr(module, "__file__", None)})
 json.dump({"responses": responses, "files": files, "path": sys.path, "script": store.script_source()}, open(out, "w"))
 """
-
-
-@pytest.fixture(scope="module")
-def artifact() -> Path:
-    if not SAM.exists():
-        pytest.fail(f"{SAM} is missing: `make install-develop` installs aws-sam-cli")
-    shutil.rmtree(ARTIFACT, ignore_errors=True)
-    subprocess.run(
-        [str(SAM), "build"], cwd=ROOT, check=True, capture_output=True, env=os.environ | {"SAM_CLI_TELEMETRY": "0"}
-    )
-    return ARTIFACT
 
 
 @pytest.fixture
