@@ -38,6 +38,8 @@ def check_name(what: str, value: object, settings: Settings) -> str:
     """`value` if the read API would accept it as a name; the same rules on the write path and the read path."""
     if not isinstance(value, str):
         raise FlagError(f"{what} must be a string, not {type(value).__name__}")
+    if "\ufffd" in value:  # what servers put for bytes that are not UTF-8: the read API could not ask for it
+        raise FlagError(f"{what} contains U+FFFD, the replacement character")
     try:
         return identifier(what, value, settings)
     except HTTPException as exc:
