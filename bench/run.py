@@ -7,7 +7,8 @@ both sides alike:
 - closed loop: throughput of evaluation and of `/health` (one PING through the same stack), their ratio,
   and the CPU time per request of Flipper's process and of Redis;
 - Redis alone (redis-benchmark): the evaluation script by EVALSHA against a native SUNION of the same
-  positive sets and against the algebra done in Lua, and Redis's own µs per call (INFO commandstats).
+  positive sets and against the algebra done in Lua, and Redis's own µs per call (INFO commandstats);
+- the write path (bench/writes.py): an apply of 5,000 memberships, and the evaluation p99 while applies run.
 
 It writes bench/results.json, then the README's Performance section and the chart (bench/report.py).
 """
@@ -32,7 +33,7 @@ import redis
 from flipper.responses import JSONResponse
 from flipper.store import script_source
 
-from . import loadgen, report
+from . import loadgen, report, writes
 from .datasets import DATA_SETS, DataSet
 from .servers import FlipperServer, RedisServer, cpu_seconds
 from .stats import median_of, summarize
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.data_set or DATA_SETS:
             results["data_sets"][name] = measure(DATA_SETS[name], redis_server, flipper, args)
         results["lambda"] = lambda_handler(redis_server, DATA_SETS["large"])
+        results["writes"] = writes.measure(redis_server, flipper, args.rounds, args.duration)
     finally:
         flipper.stop()
         redis_server.stop()

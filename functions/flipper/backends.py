@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import getpass
 import json
 import socket
@@ -36,11 +37,16 @@ def local_actor() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
+# An operator can wait longer than a caller: a large apply's snapshot and write may take a while on a busy Redis.
+OPERATOR_COMMAND_TIMEOUT = 10.0
+
+
 class RedisBackend:
     """Runs operations on Redis at `settings.redis_url`, with the server's key prefix and cluster setting."""
 
     def __init__(self, settings: Settings, actor: str | None = None) -> None:
-        self.settings = settings
+        timeout = max(settings.command_timeout, OPERATOR_COMMAND_TIMEOUT)
+        self.settings = dataclasses.replace(settings, command_timeout=timeout)
         self.actor = actor or local_actor()
         self._store: Store | None = None
 
