@@ -1,7 +1,8 @@
 """The Lambda entry point (`flipper.handler.handler`): the Starlette app behind Mangum, built once per container.
 
-Everything below the imports runs at cold start only. Warm invocations reuse the store, so its Redis
-connection stays open and its script stays registered. redis.asyncio connections belong to the event
+Everything below the imports runs at cold start only (Lambda's init phase), which also opens the Redis
+connection and loads the script. Warm invocations reuse the store, so its Redis connection stays open and
+its script stays registered. redis.asyncio connections belong to the event
 loop they were opened on, so every invocation runs on this module's one loop.
 """
 
@@ -24,6 +25,8 @@ store = MeteredStore.from_settings(settings)
 loop = asyncio.new_event_loop()
 asyncio.set_event_loop(loop)  # before Mangum, which would otherwise make a loop of its own
 asgi = Mangum(create_app(store, settings), lifespan="off")  # no lifespan: the store lives as long as the container
+# Still Lambda's init phase: connect and load the script now, so the first request pays for neither.
+loop.run_until_complete(store.warm(settings.connect_timeout))
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from .model import Context, enabled_features, flag_keys
 from .settings import Settings, SettingsError
 
 _LUA_NAME = "evaluate.lua"
+logger = logging.getLogger("flipper")
 
 
 class StoreError(Exception):
@@ -124,13 +127,28 @@ class Store:
     async def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers a PING: in a cluster, the node that holds the flags."""
         with store_errors():
-            if isinstance(self.client, RedisCluster):
-                await self.client.initialize()  # a no-op once the cluster's layout is known
-                # With the hash-tagged prefix cluster mode requires, every flag key is in this key's slot.
-                node = self.client.get_node_from_key(flag_keys(Context(), self.key_prefix)[0])
-                await self.client.execute_command("PING", target_nodes=node)
-            else:
-                await self.client.ping()
+            await self._on_flags_node("PING")
+
+    async def warm(self, seconds: float) -> bool:
+        """Open the connection and load the script now, so that the first request pays for neither (a
+        Lambda's init). Within `seconds`; a failure is logged and left to the first request, which retries."""
+        try:
+            async with asyncio.timeout(seconds):
+                with store_errors():
+                    await self._on_flags_node("SCRIPT LOAD", self._evaluate.script)
+        except (StoreError, TimeoutError) as exc:
+            logger.warning("store not warmed, left to the first request: %s", str(exc) or "timed out")
+            return False
+        return True
+
+    async def _on_flags_node(self, *command: Any) -> Any:
+        """`command` on Redis; in a cluster, on the node that holds the flags' slot."""
+        if not isinstance(self.client, RedisCluster):
+            return await self.client.execute_command(*command)
+        await self.client.initialize()  # a no-op once the cluster's layout is known
+        # With the hash-tagged prefix cluster mode requires, every flag key is in this key's slot.
+        node = self.client.get_node_from_key(flag_keys(Context(), self.key_prefix)[0])
+        return await self.client.execute_command(*command, target_nodes=node)
 
     async def aclose(self) -> None:
         await self.client.aclose()
