@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from bench.servers import RedisServer
-from tests.conftest import LoadHandler
+from tests.conftest import LoadHandler, Observer
 from tests.lambda_events import KINDS, LambdaContext, request_event, request_id
 
 # The import of an already-imported handler's dependencies, on a busy shared machine.
@@ -73,34 +73,6 @@ def test_health_and_errors_are_json(handler: ModuleType, kind: str) -> None:
     missing = invoke(handler, request_event(kind, "/nowhere"))
     assert missing["statusCode"] == 404
     assert "error" in body(missing)
-
-
-class Observer:
-    """What Redis itself says about the function: connections received, clients, commands run."""
-
-    def __init__(self, server: RedisServer) -> None:
-        self.client = redis.Redis(port=server.port, decode_responses=True)
-        self.client.sadd("version:v1:positive", "feature_A")
-        self.reset()
-
-    def reset(self) -> None:
-        """Count from now on (after a restart too: the observer's own reconnection is not counted)."""
-        self.client.config_resetstat()
-        self.connections_before = self.client.info("stats")["total_connections_received"]
-
-    def new_connections(self) -> int:
-        return self.client.info("stats")["total_connections_received"] - self.connections_before
-
-    def calls(self, command: str) -> int:
-        return self.client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
-
-
-@pytest.fixture
-def observer(own_redis_server: RedisServer) -> Iterator[Observer]:
-    """An observer of the test's own Redis, which holds `version:v1:positive = {feature_A}`."""
-    observer = Observer(own_redis_server)
-    yield observer
-    observer.client.close()
 
 
 def test_warm_invocations_share_one_connection_and_one_script_load(

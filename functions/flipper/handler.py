@@ -19,6 +19,7 @@ from . import admin
 from .app import create_app
 from .observability import MeteredStore, logger, metrics, traced
 from .settings import Settings
+from .snapstart import register_hooks
 
 settings = Settings.from_environ()
 store = MeteredStore.from_settings(settings)
@@ -27,6 +28,7 @@ asyncio.set_event_loop(loop)  # before Mangum, which would otherwise make a loop
 asgi = Mangum(create_app(store, settings), lifespan="off")  # no lifespan: the store lives as long as the container
 # Still Lambda's init phase: connect and load the script now, so the first request pays for neither.
 loop.run_until_complete(store.warm(settings.connect_timeout))
+register_hooks(store, loop, settings.connect_timeout)  # SnapStart: closed before a snapshot, warmed after
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
