@@ -14,7 +14,6 @@ export SAM_CLI_TELEMETRY ?= 0
 LAMBDA_PYTHON := 3.13
 LAMBDA_PLATFORM := manylinux2014_aarch64
 ROOT := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
-BUILD_PYTHON := $(ROOT)$(BIN)/python
 # bench and chaos start their own redis-server (and bench runs redis-benchmark): installed when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INSTALL_REDIS := command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null)
@@ -63,7 +62,14 @@ build: install-develop ## sam build: the Lambda artifact in .aws-sam/build/ (no 
 # sam build runs this (template Metadata: BuildMethod makefile) with ARTIFACTS_DIR set. pip fetches
 # wheels for Lambda's Python and arm64; only pure-Python wheels or optional extensions may land there,
 # so the artifact also imports here (tests/test_build.py). No bytecode: it would be this Python's.
+# The Python that runs pip: the project's .venv when `make install-develop` made one, else the first
+# python3 on PATH that is 3.11 or newer (tomllib) and has pip, so `sam build` works on a fresh clone.
+# Recursive (=): the search runs only when this recipe does.
+BUILD_PYTHON = $(or $(wildcard $(ROOT)$(BIN)/python),$(shell for p in python3 python3.13 python3.12 python3.11; do \
+  command -v $$p >/dev/null && $$p -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+  && command -v $$p && break; done))
 build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package and its Lua script into $ARTIFACTS_DIR
+	@test -n "$(BUILD_PYTHON)" || { echo "build-FlipperFunction: needs python3 >= 3.11 with pip on PATH, or make install-develop" >&2; exit 1; }
 	@# The dependencies and the `speed` extra: hiredis parses replies in C (about 4x the evaluation rate);
 	@# its arm64 build does not load on the test machine, where redis-py falls back to its own parser.
 	$(BUILD_PYTHON) -c 'import tomllib; p = tomllib.load(open("$(ROOT)pyproject.toml", "rb"))["project"]; print(*p["dependencies"], *p["optional-dependencies"]["speed"], sep="\n")' > requirements-lambda.txt
@@ -83,7 +89,7 @@ deploy: build ## sam deploy (needs AWS credentials); CONFIG_ENV=prod for product
 local-api: build ## sam local start-api on :5000 with local-env.json (needs Docker, and Redis on the host's 6379)
 	$(SAM) local start-api
 
-bench: install-develop ## Benchmark (~5 min): latency, throughput vs /health, script vs SUNION; rewrites README Performance
+bench: install-develop ## Benchmark (~5 min): latency, throughput vs /health, script vs SUNION; rewrites docs/performance.md
 	$(INSTALL_REDIS)
 	$(BIN)/pip install --quiet matplotlib  # the chart only: not a dependency of Flipper
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -10,7 +10,7 @@ both sides alike:
   positive sets and against the algebra done in Lua, and Redis's own µs per call (INFO commandstats);
 - the write path (bench/writes.py): an apply of 5,000 memberships, and the evaluation p99 while applies run.
 
-It writes bench/results.json, then the README's Performance section and the chart (bench/report.py).
+It writes bench/results.json, then docs/performance.md's table and the chart (bench/report.py).
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per load run (default 4)")
     parser.add_argument("--redis-requests", type=int, default=50_000, help="requests per redis-benchmark run")
     parser.add_argument("--data-set", choices=sorted(DATA_SETS), action="append", help="default: all")
-    parser.add_argument("--no-report", action="store_true", help="do not rewrite README.md and the chart")
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/performance.md and the chart")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {
         "machine": machine(),

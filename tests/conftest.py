@@ -132,3 +132,31 @@ def load_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadHandler]:
         module.loop.close()
     asyncio.set_event_loop(None)
     sys.modules.pop("flipper.handler", None)
+
+
+class Observer:
+    """What Redis itself says about the function: connections received, clients, commands run."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.client = redis.Redis(port=server.port, decode_responses=True)
+        self.client.sadd("version:v1:positive", "feature_A")
+        self.reset()
+
+    def reset(self) -> None:
+        """Count from now on (after a restart too: the observer's own reconnection is not counted)."""
+        self.client.config_resetstat()
+        self.connections_before = self.client.info("stats")["total_connections_received"]
+
+    def new_connections(self) -> int:
+        return self.client.info("stats")["total_connections_received"] - self.connections_before
+
+    def calls(self, command: str) -> int:
+        return self.client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+
+
+@pytest.fixture
+def observer(own_redis_server: RedisServer) -> Iterator[Observer]:
+    """An observer of the test's own Redis, which holds `version:v1:positive = {feature_A}`."""
+    observer = Observer(own_redis_server)
+    yield observer
+    observer.client.close()

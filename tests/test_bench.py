@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import redis
 
+from bench import report
 from bench.datasets import DATA_SETS, LARGE
+from bench.run import RESULTS
 from bench.servers import RedisServer
 from bench.stats import percentile, summarize
 from flipper.settings import Settings
 from flipper.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_large_data_set_has_the_issue_sizes() -> None:
@@ -47,3 +54,20 @@ def test_summarize_counts_only_right_answers_toward_the_rate() -> None:
     assert (summary["requests"], summary["ok"], summary["rate"]) == (4, 1, 0.5)
     assert summary["statuses"] == {"200": 2, "503": 1, "0": 1}
     assert summary["max"] == pytest.approx(500.0)
+
+
+def test_report_writes_its_table_into_the_performance_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert report.PAGE == report.CHART.with_suffix(".md") == ROOT / "docs" / "performance.md"
+    page = tmp_path / "docs" / "performance.md"
+    page.parent.mkdir()
+    page.write_text(report.PAGE.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(report, "PAGE", page)
+    monkeypatch.setattr(report, "chart", lambda results: None)  # matplotlib is make bench's alone
+    results = json.loads(RESULTS.read_text())
+    report.write(results)
+
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# Performance")  # the prose around the markers is kept
+    table = text.split(report.START)[1].split(report.END)[0]
+    assert table.strip() == report.table(results)
+    assert f"({report.CHART.name})" in table  # the chart, linked relative to the page: beside it in docs/

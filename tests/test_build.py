@@ -3,7 +3,8 @@
 The test runs `sam build` itself, so the artifact is the one the current tree makes, then imports the
 handler in a fresh interpreter (-I -S: no site-packages, no PYTHONPATH) whose sys.path holds only the
 standard library and the artifact. The artifact holds Lambda's wheels (Python 3.13, arm64): this proves
-that what the handler imports is pure Python, and the script ships inside the package.
+that what the handler imports is pure Python, and the script ships inside the package. A fresh clone
+with no .venv builds too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import redis
 
 from bench.servers import RedisServer
 from flipper.store import script_source
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SAM
 from tests.lambda_events import KINDS, request_event
 
 # Runs in the isolated interpreter: import the handler from the artifact, serve the events from stdin.
@@ -109,6 +110,40 @@ def test_artifact_serves_every_event_kind_on_its_own(
     assert {path.name for path in (artifact / "flipper" / "lua").iterdir()} == {
         path.name for path in (ROOT / "lua").glob("*.lua")
     }
+
+
+def test_sam_build_works_on_a_fresh_clone_with_nothing_run_before(
+    tmp_path: Path, redis_server: RedisServer, prefixed_flags: None
+) -> None:
+    """The first command a SAM user types: no `make install-develop`, no .venv; any python3 >= 3.11 with pip
+    on PATH builds, and `sam local start-api` then gets as far as wanting Docker."""
+    clone = tmp_path / "clone"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True)
+    subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(ROOT), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "--quiet", head.stdout.strip()], cwd=clone, check=True)
+    # Plus the uncommitted changes to tracked files, so the test builds the tree being worked on.
+    changes = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(["git", "apply", "--allow-empty"], cwd=clone, input=changes.stdout, check=True)
+    # Without this checkout's .venv on PATH, as on a newcomer's machine.
+    path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if not d.startswith(str(ROOT)))
+    environ = os.environ | {"SAM_CLI_TELEMETRY": "0", "PATH": path}
+    build = subprocess.run([str(SAM), "build"], cwd=clone, capture_output=True, text=True, env=environ, timeout=110)
+    assert build.returncode == 0, build.stderr
+    assert not (clone / ".venv").exists()
+
+    event = request_event("http-api", "/", [("version", "v1"), ("group", "g1")])
+    result = serve_from_artifact(
+        clone / ".aws-sam" / "build" / "FlipperFunction",
+        tmp_path,
+        {"REDIS_URL": redis_server.url, "FLIPPER_KEY_PREFIX": "{flipper}:"},
+        [event],
+    )
+    assert [(r["statusCode"], r["body"]) for r in result["responses"]] == [(200, '{"features": ["feature_A"]}')]
+
+    local = subprocess.run(
+        [str(SAM), "local", "start-api"], cwd=clone, capture_output=True, text=True, env=environ, timeout=60
+    )
+    assert "requires a container runtime" in local.stdout + local.stderr
 
 
 def test_artifact_holds_the_dependencies_and_no_development_code_or_foreign_bytecode(artifact: Path) -> None:

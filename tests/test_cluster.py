@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
@@ -151,6 +152,24 @@ def test_handler_serves_from_the_cluster_as_in_lambda(
         "feature_A": {"enabled": ["version:v1"]},
         "feature_B": {"enabled": ["version:v1"], "disabled": ["group:g1"]},
     }
+
+
+def test_handler_init_loads_the_script_on_the_node_that_holds_the_flags(
+    load_handler: LoadHandler, cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    nodes = [redis.Redis(port=node.port) for node in cluster]
+    for node in nodes:
+        node.script_flush()
+    module = load_handler(REDIS_URL=cluster[2].url, FLIPPER_REDIS_CLUSTER="true", FLIPPER_KEY_PREFIX=PREFIX)
+
+    flags_node = writer.get_node_from_key(PREFIX + "global:positive")
+    loaded = {
+        node.connection_pool.connection_kwargs["port"]: node.script_exists(module.store._evaluate.sha)[0]
+        for node in nodes
+    }
+    assert loaded == {node.port: node.port == flags_node.port for node in cluster}
+    for node in nodes:
+        node.close()
 
 
 def test_handler_refuses_to_start_in_cluster_mode_without_hash_tag(

@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 from pathlib import Path
 from typing import Any
 
 import fakeredis
 import pytest
+from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 from flipper.app import create_app
@@ -75,3 +77,38 @@ def test_http_api_routes_every_route_the_app_serves_and_the_rest_to_the_app(temp
     app = create_app(Store(fakeredis.FakeAsyncRedis()), Settings())
     served = {(method, route.path) for route in app.routes for method in route.methods - {"HEAD"}}
     assert routed == served
+
+
+def test_snapstart_is_a_parameter_off_by_default_on_a_published_alias(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["SnapStart"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("None", ["PublishedVersions", "None"])
+    function = template["Resources"]["FlipperFunction"]["Properties"]
+    assert function["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+    assert function["AutoPublishAlias"]
+
+
+def test_the_api_invokes_the_published_alias_that_snapstart_applies_to(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SAM's own translation: every route's integration and permission name the alias, never $LATEST."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the translator resolves pseudo-parameters
+    template = copy.deepcopy(template)
+    template["Resources"]["FlipperFunction"]["Properties"]["CodeUri"] = "s3://bucket/flipper.zip"  # as packaged
+    resources = transform(template, {"SnapStart": "PublishedVersions"}, _NoManagedPolicies())["Resources"]
+
+    alias = next(name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Alias")
+    assert resources["FlipperFunction"]["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+    body = resources["HttpApi"]["Properties"]["Body"]
+    permissions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
+    assert [p["FunctionName"] for p in permissions] == [{"Ref": alias}] * len(body["paths"])
+    uris = [
+        op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"] for ops in body["paths"].values() for op in ops.values()
+    ]
+    assert {uri.rpartition("/functions/")[2] for uri in uris} == {f"${{{alias}}}/invocations"}
+
+
+class _NoManagedPolicies:
+    """The translator asks IAM for AWS managed policy ARNs only when a template names one; this one does not."""
+
+    def load(self) -> dict[str, str]:
+        return {}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from redis.backoff import NoBackoff
 
 from .model import Context, enabled_features, flag_keys
 from .settings import Settings, SettingsError
+
+logger = logging.getLogger("flipper")
 
 
 class StoreError(Exception):
@@ -193,6 +197,18 @@ class Store:
         """Raise StoreUnavailable unless Redis answers a PING: in a cluster, the node that holds the flags."""
         with store_errors():
             await self._on_flags_node("PING")
+
+    async def warm(self, seconds: float) -> bool:
+        """Open the connection and load the script now, so that the first request pays for neither (a
+        Lambda's init). Within `seconds`; a failure is logged and left to the first request, which retries."""
+        try:
+            async with asyncio.timeout(seconds):
+                with store_errors():
+                    await self._on_flags_node("SCRIPT LOAD", self._evaluate.script)
+        except (StoreError, TimeoutError) as exc:
+            logger.warning("store not warmed, left to the first request: %s", str(exc) or "timed out")
+            return False
+        return True
 
     async def aclose(self) -> None:
         await self.client.aclose()
