@@ -92,6 +92,16 @@ def table(results: dict[str, Any]) -> str:
         )
     else:
         lines.append("Lambda handler: not measured in this run.")
+    writes = results.get("writes")
+    if writes:
+        lines += [
+            "",
+            f"Write path: `apply` of {writes['memberships']:,} memberships ({writes['changed']:,} changes) in"
+            f" {writes['apply_seconds']:.2f} s end to end; the write script holds Redis"
+            f" {writes['write_script_ms']:.1f} ms;"
+            f" evaluation p99 at {writes['rate']} req/s {_ms(writes['p99_ms_quiet'])} ms without applies,"
+            f" {_ms(writes['p99_ms_while_applying'])} ms while applies run back to back.",
+        ]
     lines += ["", f"![Latency: the seed against Flipper]({CHART.name})"]  # beside the page that shows it
     return "\n".join(lines)
 
