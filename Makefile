@@ -22,7 +22,9 @@ INSTALL_REDIS := command -v redis-benchmark >/dev/null || ($(SUDO) apt-get updat
 .PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api bench chaos
 
 help: ## List every target
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@# Two passes: the column is as wide as the longest name (build-FlipperFunction's included).
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {name[++n] = $$1; text[n] = $$2; if (length($$1) > w) w = length($$1)} \
+	  END {for (i = 1; i <= n; i++) printf "  %-" w "s  %s\n", name[i], text[i]}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
