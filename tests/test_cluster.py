@@ -166,7 +166,7 @@ async def test_a_cluster_that_cannot_be_reached_is_unavailable_not_an_error() ->
         await store.features(Context())
     with pytest.raises(StoreUnavailable):
         await store.ping()
-    answer = await admin.run(store, {"flipper_admin": ["SMEMBERS", "global:positive"]})
+    answer = await admin.run(store, {"flipper_admin": ["SMEMBERS", "global:positive"]}, Settings())
     assert answer["error"].startswith("the flag store failed: ")
     await store.aclose()
 

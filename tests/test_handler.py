@@ -185,6 +185,15 @@ def test_admin_event_writes_and_reads_flag_sets_under_the_prefix(handler: Module
         (["SADD", "group::positive", "a"], "'group::positive' is not a flag key"),
         (["SADD", "user:u:positive"], "SADD takes at least one member"),
         (["SMEMBERS", "user:u:positive", "a"], "SMEMBERS takes no members"),
+        # A lone surrogate (JSON's "\ud800") in a member or in the key cannot be sent to Redis.
+        (["SADD", "global:positive", "\ud800"], "flipper_admin holds a string that is not valid UTF-8"),
+        (["SREM", "group:\udfff:positive", "a"], "flipper_admin holds a string that is not valid UTF-8"),
+        # Names the read API would refuse are not written.
+        (["SADD", "global:positive", "a", ""], "feature name is empty"),
+        (["SADD", "global:positive", "x" * 257], "feature name is 257 characters long; the limit is 256"),
+        (["SADD", "global:positive", "a\ufffd"], "feature name contains U+FFFD"),
+        (["SADD", "group:g\ufffd:positive", "a"], "group name contains U+FFFD"),
+        (["SADD", f"user:{'u' * 257}:negative", "a"], "user name is 257 characters long"),
     ],
 )
 def test_admin_event_refuses_anything_but_set_commands_on_flag_keys(
@@ -194,6 +203,21 @@ def test_admin_event_refuses_anything_but_set_commands_on_flag_keys(
     response = invoke(handler, {"flipper_admin": command})
     assert response["error"].startswith(error)
     assert sorted(flags.keys("*")) == keys_before
+
+
+def test_admin_event_with_a_lone_surrogate_answers_an_error(handler: ModuleType) -> None:
+    """The event exactly as `aws lambda invoke` delivers `{"flipper_admin": ["SADD", "global:positive", "\\ud800"]}`."""
+    event = json.loads('{"flipper_admin": ["SADD", "global:positive", "\\ud800"]}')
+    assert invoke(handler, event) == {
+        "error": "flipper_admin holds a string that is not valid UTF-8 (a lone surrogate)"
+    }
+
+
+def test_admin_event_removes_a_name_it_would_not_write(handler: ModuleType, flags: redis.Redis) -> None:
+    """A bad name written before names were checked (or by another client) can still be cleaned up."""
+    flags.sadd("{flipper}:global:positive", "", "a")
+    assert invoke(handler, {"flipper_admin": ["SREM", "global:positive", ""]}) == {"result": 1}
+    assert flags.smembers("{flipper}:global:positive") == {"a"}
 
 
 @pytest.mark.parametrize(("disabled", "traced"), [(None, False), ("true", False), ("false", True)])

@@ -56,7 +56,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         return conditional(request, FeaturesResponse(await store.features(context)), settings.cache_control)
 
     async def feature(request: Request) -> Response:
-        name = path_name(request.path_params["name"], "feature name", settings)
+        name = path_name(request.path_params["name"], "feature name", settings, request.scope.get("raw_path"))
         context, explain = parse_feature_query(request.scope["query_string"], settings)
         evaluation = evaluate_feature(name, context, await store.key_members(context))
         body = {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason}

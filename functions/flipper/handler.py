@@ -34,5 +34,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Serve one API Gateway or Function URL event, or run an operator's admin command (see flipper.admin)."""
     asyncio.set_event_loop(loop)  # Mangum runs the app on the current loop: make it ours, every time
     if admin.is_admin_event(event):
-        return loop.run_until_complete(admin.run(store, event))
+        return loop.run_until_complete(admin.run(store, event, settings))
     return asgi(event, context)

@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from ._utils import route_path
 from .model import Context, Evaluation
-from .query import group_set, identifier, path_name
+from .query import check_name, group_set, path_name
 from .responses import JSONResponse
 from .settings import Settings
 
@@ -51,7 +51,7 @@ def flag_key(request: Request, settings: Settings) -> str:
     """The `{key}` of a single evaluation, checked like a feature name."""
     key = request.path_params["key"]
     try:
-        return path_name(key, "flag key", settings)
+        return path_name(key, "flag key", settings, request.scope.get("raw_path"))
     except HTTPException as exc:
         raise OFREPError(400, GENERAL, exc.detail, key) from None
 
@@ -108,7 +108,7 @@ def _context(fields: dict[str, Any], settings: Settings) -> Context:
 def _string(name: str, value: Any, settings: Settings) -> str:
     if not isinstance(value, str):
         raise HTTPException(400, f"context field {name!r} must be a string")
-    return identifier(f"context field {name!r}", value, settings)
+    return check_name(f"context field {name!r}", value, settings)
 
 
 def evaluation(result: Evaluation) -> dict[str, Any]:
