@@ -15,6 +15,7 @@ import redis
 from bench.servers import RedisServer
 from tests.conftest import LoadHandler
 from tests.lambda_events import KINDS, LambdaContext, request_event, request_id
+from tests.test_template import function_cors_origins, load_template
 
 
 def invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +135,29 @@ def test_serves_single_flag_checks_and_ofrep(handler: ModuleType, kind: str) -> 
     assert [(flag["key"], flag["value"]) for flag in body(bulk)["flags"]] == [("feature_A", True), ("feature_B", False)]
     single = invoke(handler, request_event(kind, "/ofrep/v1/evaluate/flags/feature_A", json_body=context))
     assert body(single) == {"key": "feature_A", "value": True, "reason": "TARGETING_MATCH", "variant": "on"}
+
+
+@pytest.mark.parametrize("kind", ["http-api", "function-url"])
+@pytest.mark.parametrize("allowed", ["*", "https://other.example,https://app.example"])
+@pytest.mark.parametrize("keys", [{}, {"FLIPPER_API_KEYS": "k"}])
+def test_a_browser_preflight_reaching_the_function_succeeds(
+    load_handler: LoadHandler, redis_server: RedisServer, kind: str, allowed: str, keys: dict[str, str]
+) -> None:
+    """The HTTP API's $default route passes OPTIONS to the function, deployed with the template's environment
+    for the CorsAllowOrigins parameter `allowed`: a browser rejects any preflight that is not a 2xx."""
+    origins = function_cors_origins(load_template(), allowed)
+    module = load_handler(REDIS_URL=redis_server.url, FLIPPER_CORS_ORIGINS=origins, **keys)
+    event = request_event(kind, "/ofrep/v1/evaluate/flags")
+    event["requestContext"]["http"]["method"] = "OPTIONS"
+    event["headers"] = {
+        "origin": "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type,x-api-key,authorization,if-none-match",
+    }
+    response = invoke(module, event)
+    assert response["statusCode"] == 200
+    assert response["headers"]["access-control-allow-origin"] in ("*", "https://app.example")
+    assert "POST" in response["headers"]["access-control-allow-methods"]
 
 
 def emf_blobs(output: str) -> list[dict[str, Any]]:

@@ -20,9 +20,13 @@ from flipper.store import Store
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 
 
+def load_template() -> dict[str, Any]:
+    return yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+
+
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+    return load_template()
 
 
 def test_handler_named_by_the_template_exists(template: dict[str, Any]) -> None:
@@ -75,3 +79,22 @@ def test_http_api_routes_every_route_the_app_serves_and_the_rest_to_the_app(temp
     app = create_app(Store(fakeredis.FakeAsyncRedis()), Settings())
     served = {(method, route.path) for route in app.routes for method in route.methods - {"HEAD"}}
     assert routed == served
+
+
+def function_cors_origins(template: dict[str, Any], parameter: str) -> str:
+    """FLIPPER_CORS_ORIGINS as CloudFormation resolves it when CorsAllowOrigins is `parameter`."""
+    variables = template["Resources"]["FlipperFunction"]["Properties"]["Environment"]["Variables"]
+    delimiter, values = variables["FLIPPER_CORS_ORIGINS"]["Fn::Join"]
+    assert values == {"Ref": "CorsAllowOrigins"}
+    return delimiter.join(origin.strip() for origin in parameter.split(","))
+
+
+def test_the_function_gets_the_apis_cors_origins(template: dict[str, Any]) -> None:
+    """API Gateway may pass a preflight to the function (the $default route takes OPTIONS), which must then
+    grant the same origins as the API (tests/test_handler.py sends such preflights)."""
+    assert template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]["AllowOrigins"] == {
+        "Ref": "CorsAllowOrigins"
+    }
+    for parameter in (template["Parameters"]["CorsAllowOrigins"]["Default"], "https://a.example, https://b.example"):
+        origins = Settings.from_environ({"FLIPPER_CORS_ORIGINS": function_cors_origins(template, parameter)})
+        assert origins.cors_origins == tuple(origin.strip() for origin in parameter.split(","))
