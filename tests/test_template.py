@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import importlib
+import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +100,39 @@ def test_the_function_gets_the_apis_cors_origins(template: dict[str, Any]) -> No
     for parameter in (template["Parameters"]["CorsAllowOrigins"]["Default"], "https://a.example, https://b.example"):
         origins = Settings.from_environ({"FLIPPER_CORS_ORIGINS": function_cors_origins(template, parameter)})
         assert origins.cors_origins == tuple(origin.strip() for origin in parameter.split(","))
+
+
+def resolve(value: Any, pseudo: dict[str, str]) -> Any:
+    """`value` with the intrinsic functions the cache's name may use resolved, as CloudFormation would."""
+    if isinstance(value, dict) and len(value) == 1:
+        [(function, argument)] = value.items()
+        if function == "Ref":
+            return pseudo[argument]
+        if function == "Fn::Sub":
+            return re.sub(r"\$\{([^}]+)\}", lambda m: pseudo[m[1]], argument)
+        if function == "Fn::Join":
+            return argument[0].join(resolve(argument[1], pseudo))
+        if function == "Fn::Split":
+            return resolve(argument[1], pseudo).split(argument[0])
+        if function == "Fn::Select":
+            return resolve(argument[1], pseudo)[int(argument[0])]
+    if isinstance(value, list):
+        return [resolve(item, pseudo) for item in value]
+    return value
+
+
+# ElastiCache's rule for a cache name: 1 to 40 characters, lowercase letters, digits and single hyphens,
+# starting with a letter and not ending with a hyphen.
+CACHE_NAME = re.compile(r"[a-z](?:-?[a-z0-9])*")
+
+
+@pytest.mark.parametrize("stack_name", ["flipper-dev", "A" * 128])
+def test_the_cache_name_fits_elasticaches_limit_whatever_the_stack_name(
+    template: dict[str, Any], stack_name: str
+) -> None:
+    """Stack names go up to 128 characters; a cache name, to 40."""
+    stack_id = f"arn:aws:cloudformation:us-east-1:123456789012:stack/{stack_name}/{uuid.uuid4()}"
+    pseudo = {"AWS::StackName": stack_name, "AWS::StackId": stack_id}
+    name = resolve(template["Resources"]["Cache"]["Properties"]["ServerlessCacheName"], pseudo)
+    assert len(name) <= 40
+    assert CACHE_NAME.fullmatch(name), name
