@@ -136,3 +136,13 @@ def test_the_cache_name_fits_elasticaches_limit_whatever_the_stack_name(
     name = resolve(template["Resources"]["Cache"]["Properties"]["ServerlessCacheName"], pseudo)
     assert len(name) <= 40
     assert CACHE_NAME.fullmatch(name), name
+
+
+def test_the_throttling_parameters_say_they_apply_per_route(template: dict[str, Any]) -> None:
+    """DefaultRouteSettings throttles each route on its own: the description gives the multiplier, kept true."""
+    routes = len(template["Resources"]["FlipperFunction"]["Properties"]["Events"])
+    rate = template["Parameters"]["ThrottlingRateLimit"]["Description"]
+    assert f"each of the API's {routes} routes" in rate
+    assert f"up to {routes} times it" in rate
+    assert "per route" in template["Parameters"]["ThrottlingBurstLimit"]["Description"]
+    assert "ThrottlingRateLimit" in template["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"]
