@@ -27,6 +27,7 @@ class Settings:
     key_prefix: str = ""
     connect_timeout: float = 0.25
     command_timeout: float = 0.5
+    redis_idle_reconnect: float = 30.0  # seconds a pooled connection may sit unused before it is replaced
     retry_after: int = 1
     log_level: str = "INFO"
     max_id_length: int = 256
@@ -57,6 +58,9 @@ class Settings:
             key_prefix=env.get("FLIPPER_KEY_PREFIX", defaults.key_prefix),
             connect_timeout=_read(env, "FLIPPER_CONNECT_TIMEOUT", _positive(float), defaults.connect_timeout),
             command_timeout=_read(env, "FLIPPER_COMMAND_TIMEOUT", _positive(float), defaults.command_timeout),
+            redis_idle_reconnect=_read(
+                env, "FLIPPER_REDIS_IDLE_RECONNECT", _positive(float), defaults.redis_idle_reconnect
+            ),
             retry_after=_read(env, "FLIPPER_RETRY_AFTER", _positive(int), defaults.retry_after),
             log_level=_read(env, "LOG_LEVEL", _log_level, defaults.log_level),
             max_id_length=_read(env, "FLIPPER_MAX_ID_LENGTH", _positive(int), defaults.max_id_length),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,14 +101,35 @@ class Store:
     Redis answers NOSCRIPT (its cache was emptied by a restart or a failover).
     """
 
-    def __init__(self, client: redis.asyncio.Redis | RedisCluster, key_prefix: str = "") -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis | RedisCluster, key_prefix: str = "", idle_reconnect: float | None = None
+    ) -> None:
         self.client = client
         self.key_prefix = key_prefix
         self._evaluate = client.register_script(script_source())
+        self._idle_reconnect = idle_reconnect
+        self._used_at = time.monotonic()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
-        return cls(client_from_settings(settings), settings.key_prefix)
+        return cls(client_from_settings(settings), settings.key_prefix, settings.redis_idle_reconnect)
+
+    async def _replace_if_idle(self) -> None:
+        """Close the pooled connections when none was used for `idle_reconnect` seconds; the next command
+        opens a fresh one.
+
+        A Lambda frozen for minutes may find its connection dropped by the network without a FIN or a
+        RST: a command sent on it waits out the command timeout, a 503. A PING first (redis-py's
+        health_check_interval) would wait the same timeout; a new connection costs one connect.
+        """
+        now = time.monotonic()
+        if self._idle_reconnect is not None and now - self._used_at > self._idle_reconnect:
+            if isinstance(self.client, RedisCluster):
+                for node in self.client.get_nodes():
+                    await node.disconnect()
+            else:
+                await self.client.connection_pool.disconnect()
+        self._used_at = now
 
     async def features(self, context: Context) -> list[str]:
         """The features enabled for `context`, sorted by code point."""
@@ -119,11 +141,13 @@ class Store:
         What reasons and explanations are computed from (`model.evaluate_all`, `model.evaluate_feature`).
         """
         with store_errors():
+            await self._replace_if_idle()
             return await self._evaluate(keys=flag_keys(context, self.key_prefix))
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers a PING: in a cluster, the node that holds the flags."""
         with store_errors():
+            await self._replace_if_idle()
             if isinstance(self.client, RedisCluster):
                 await self.client.initialize()  # a no-op once the cluster's layout is known
                 # With the hash-tagged prefix cluster mode requires, every flag key is in this key's slot.
