@@ -51,9 +51,22 @@ def create_app(store: Store, settings: Settings) -> Starlette:
     """
     keys = api_keys(settings)
 
+    def bounded(response: Response) -> Response:
+        """`response`, unless its body is over `max_response_bytes`: Lambda would fail to return it, and API
+        Gateway answer a bare 500. A 500 of Flipper's own says why; too many flags is the operator's to fix."""
+        if len(response.body) > settings.max_response_bytes:
+            message = (
+                f"the answer is {len(response.body)} bytes long; the limit is {settings.max_response_bytes} "
+                "(FLIPPER_MAX_RESPONSE_BYTES): too many flags apply to this caller"
+            )
+            logger.error(message)
+            raise HTTPException(500, message)
+        return response
+
     async def features(request: Request) -> Response:
         context = parse_context(request.scope["query_string"], settings)
-        return conditional(request, FeaturesResponse(await store.features(context)), settings.cache_control)
+        response = bounded(FeaturesResponse(await store.features(context)))
+        return conditional(request, response, settings.cache_control)
 
     async def feature(request: Request) -> Response:
         name = path_name(request.path_params["name"], "feature name", settings, request.scope.get("raw_path"))
@@ -72,7 +85,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
     async def ofrep_flags(request: Request) -> Response:
         context = await ofrep.read_context(request, settings)
         flags = [ofrep.evaluation(result) for result in evaluate_all(context, await store.key_members(context))]
-        return conditional(request, JSONResponse({"flags": flags}), settings.cache_control)
+        return conditional(request, bounded(JSONResponse({"flags": flags})), settings.cache_control)
 
     api_document = JSONResponse(openapi.document(settings, secured=bool(keys))).body
 

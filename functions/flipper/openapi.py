@@ -33,7 +33,11 @@ def _errors(schema: str, *statuses: int) -> dict[str, Schema]:
         401: ("API keys are configured and the request has none or a wrong one", ("WWW-Authenticate",)),
         413: ("The body is longer than FLIPPER_MAX_BODY_LENGTH", ()),
         414: ("The query string is longer than FLIPPER_MAX_QUERY_LENGTH", ()),
-        500: ("The flag store answered with an error, or an internal error", ()),
+        500: (
+            "The flag store answered with an error, the answer is over FLIPPER_MAX_RESPONSE_BYTES, "
+            "or an internal error",
+            (),
+        ),
         503: ("The flag store is unavailable; retry after Retry-After seconds", ("Retry-After",)),
     }
     return {str(status): _answer(described[status][0], schema, described[status][1]) for status in statuses}
