@@ -11,11 +11,12 @@ from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from . import ofrep, openapi
+from ._utils import route_path
 from .auth import APIKeyMiddleware, api_keys
 from .caching import conditional
 from .cors import JSONCORSMiddleware
@@ -108,7 +109,12 @@ def create_app(store: Store, settings: Settings) -> Starlette:
 
     async def ofrep_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ofrep.OFREPError)
-        return ofrep.error_response(exc.status_code, exc.code, exc.details, exc.key)
+        return ofrep.error_response(exc.status_code, exc.code, exc.details, exc.key, exc.headers)
+
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client hung up before its body arrived: no one reads the answer, and nothing failed here.
+        logger.info("client disconnected from %s before sending its body", route_path(request.scope))
+        return Response(status_code=400)
 
     async def store_unavailable(request: Request, exc: Exception) -> Response:
         logger.warning("store unavailable: %s", exc)
@@ -162,6 +168,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         exception_handlers={
             HTTPException: http_error,
             ofrep.OFREPError: ofrep_error,
+            ClientDisconnect: client_gone,
             StoreUnavailable: store_unavailable,
             StoreError: store_error,
             Exception: internal_error,

@@ -6,6 +6,7 @@ user, `version` the version, `group` one group or a list of groups; other fields
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -29,9 +30,16 @@ GENERAL = "GENERAL"
 class OFREPError(Exception):
     """A request OFREP refuses: answered with `errorCode`, `errorDetails` and, on single evaluations, `key`."""
 
-    def __init__(self, status_code: int, code: str, details: str, key: str | None = None) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        details: str,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(details)
-        self.status_code, self.code, self.details, self.key = status_code, code, details, key
+        self.status_code, self.code, self.details, self.key, self.headers = status_code, code, details, key, headers
 
 
 def error_response(
@@ -58,7 +66,14 @@ def flag_key(request: Request, settings: Settings) -> str:
 
 async def read_context(request: Request, settings: Settings, key: str | None = None) -> Context:
     """The caller from the request body `{"context": {...}}`; a missing context is the anonymous caller."""
-    body = await _body(request, settings.max_body_length, key)
+    try:
+        async with asyncio.timeout(settings.body_timeout):
+            body = await _body(request, settings.max_body_length, key)
+    except TimeoutError:
+        # A client that announced more than it sends must not hold the request: Connection: close, since the
+        # rest of its body would otherwise be read as the next request.
+        message = f"the body did not arrive within {settings.body_timeout:g} seconds"
+        raise OFREPError(408, GENERAL, message, key, {"Connection": "close"}) from None
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError

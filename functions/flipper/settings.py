@@ -34,6 +34,7 @@ class Settings:
     max_groups: int = 32
     max_query_length: int = 8192
     max_body_length: int = 8192
+    body_timeout: float = 10.0  # seconds to receive a whole OFREP body
     # Lambda returns at most 6 MB (6,291,456 bytes), envelope and JSON escaping of the body included.
     max_response_bytes: int = 5_000_000
     cache_control: str = "no-cache"  # clients may store answers but must revalidate them (ETag) before use
@@ -69,6 +70,7 @@ class Settings:
             max_groups=_read(env, "FLIPPER_MAX_GROUPS", _positive(int), defaults.max_groups),
             max_query_length=_read(env, "FLIPPER_MAX_QUERY_LENGTH", _positive(int), defaults.max_query_length),
             max_body_length=_read(env, "FLIPPER_MAX_BODY_LENGTH", _positive(int), defaults.max_body_length),
+            body_timeout=_read(env, "FLIPPER_BODY_TIMEOUT", _positive(float), defaults.body_timeout),
             max_response_bytes=_read(env, "FLIPPER_MAX_RESPONSE_BYTES", _positive(int), defaults.max_response_bytes),
             cache_control=_read(env, "FLIPPER_CACHE_CONTROL", _header_value, defaults.cache_control),
             cors_origins=_read(env, "FLIPPER_CORS_ORIGINS", _origins, defaults.cors_origins),
