@@ -123,13 +123,13 @@ class Store:
         health_check_interval) would wait the same timeout; a new connection costs one connect.
         """
         now = time.monotonic()
-        if self._idle_reconnect is not None and now - self._used_at > self._idle_reconnect:
+        idle, self._used_at = now - self._used_at, now  # before awaiting: a concurrent request is not idle
+        if self._idle_reconnect is not None and idle > self._idle_reconnect:
             if isinstance(self.client, RedisCluster):
                 for node in self.client.get_nodes():
                     await node.disconnect()
             else:
                 await self.client.connection_pool.disconnect()
-        self._used_at = now
 
     async def features(self, context: Context) -> list[str]:
         """The features enabled for `context`, sorted by code point."""
