@@ -21,7 +21,9 @@ INSTALL_REDIS := command -v redis-benchmark >/dev/null || ($(SUDO) apt-get updat
 .PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api bench chaos
 
 help: ## List every target
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@# Two passes: the column is as wide as the longest name (build-FlipperFunction's included).
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {name[++n] = $$1; text[n] = $$2; if (length($$1) > w) w = length($$1)} \
+	  END {for (i = 1; i <= n; i++) printf "  %-" w "s  %s\n", name[i], text[i]}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,7 +82,7 @@ build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package a
 	  --implementation cp --only-binary=:all: --target "$(ARTIFACTS_DIR)" --no-deps aws-xray-sdk wrapt
 	mkdir -p "$(ARTIFACTS_DIR)/flipper/lua"
 	@# Not the function's: the dev server (uvicorn) and the operator's command (click, PyYAML, boto3).
-	cp $(filter-out $(addprefix %/,devserver.py cli.py flagfile.py backends.py),$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
+	cp $(filter-out $(addprefix %/,devserver.py devstore.py cli.py flagfile.py backends.py),$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
 	cp $(ROOT)lua/*.lua "$(ARTIFACTS_DIR)/flipper/lua/"
 
 deploy: build ## sam deploy (needs AWS credentials); CONFIG_ENV=prod for production, DEPLOY_ARGS=--guided the first time

@@ -152,6 +152,6 @@ def test_artifact_holds_the_dependencies_and_no_development_code_or_foreign_byte
     installed = {path.name.split("-")[0].lower() for path in artifact.glob("*.dist-info")}
     assert names <= installed
     # The dev server (uvicorn) and the operator's command (click, PyYAML, boto3) are not the function's.
-    for module in ("devserver", "cli", "flagfile", "backends"):
+    for module in ("devserver", "devstore", "cli", "flagfile", "backends"):
         assert not (artifact / "flipper" / f"{module}.py").exists(), module
     assert not list(artifact.rglob("*.pyc"))  # bytecode of the build machine's Python would be dead weight

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from bench.servers import RedisServer, free_port
+from flipper import devstore
 from flipper.cli import main
 
 
@@ -181,16 +182,30 @@ def test_an_unreachable_redis_is_one_line_and_exit_1(capsys: pytest.CaptureFixtu
 
 
 def test_no_store_named_says_how_to_name_one(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.delenv("FLIPPER_FUNCTION", raising=False)
-    monkeypatch.delenv("FLIPPER_STACK", raising=False)
+    for name in ("REDIS_URL", "FLIPPER_FUNCTION", "FLIPPER_STACK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # no dev server has recorded its store here
     code, _, err = flipper(capsys, "list")
     assert (code, err) == (
         1,
-        "flipper: error: no flag store: give --redis-url (or REDIS_URL), or --function/--stack for the deployed one\n",
+        "flipper: error: no flag store: give --redis-url (or REDIS_URL), or --function/--stack for the deployed"
+        " one, or start `make dev-server`\n",
     )
+
+
+def test_without_a_url_it_finds_the_running_dev_servers_store(
+    flags: redis.Redis,
+    redis_server: RedisServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.delenv("REDIS_URL")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    devstore.record(redis_server.url)  # as `make dev-server` does for its embedded store
+    assert flipper(capsys, "show", "--version", "v1") == (0, "feature_A\nfeature_B\n", "")
 
 
 def test_the_installed_console_script_runs(flags: redis.Redis) -> None:

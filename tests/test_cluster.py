@@ -6,6 +6,7 @@ guarantees; without one, the app refuses to start.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import time
@@ -249,4 +250,27 @@ async def test_the_write_path_works_in_one_slot_on_the_cluster(
     history = await operations.run(store, settings, "history", {})
     assert [entry["operation"] for entry in history["entries"]] == ["undo", "apply", "enable"]
     assert writer.get(PREFIX + "revision") == "3"
+    await store.aclose()
+
+
+async def test_connections_idle_too_long_are_replaced_on_every_node(
+    cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    """As on a single Redis (tests/test_resilience.py): unused for `redis_idle_reconnect` seconds, the
+    cluster client's connections are closed before use and new ones opened."""
+    writer.sadd(PREFIX + "version:v1:positive", "feature_A")
+    owner = writer.get_node_from_key(PREFIX + "global:positive")
+    settings = Settings(redis_url=cluster[0].url, redis_cluster=True, key_prefix=PREFIX, redis_idle_reconnect=0.2)
+    store = Store.from_settings(settings)
+
+    def connections() -> int:
+        return writer.info("stats", target_nodes=owner)["total_connections_received"]
+
+    assert await store.features(Context(version="v1")) == ["feature_A"]
+    before = connections()
+    assert await store.features(Context(version="v1")) == ["feature_A"]
+    assert connections() == before  # in use: kept
+    await asyncio.sleep(0.3)
+    assert await store.features(Context(version="v1")) == ["feature_A"]
+    assert connections() == before + 1  # idle: replaced
     await store.aclose()

@@ -17,6 +17,7 @@ import redis
 from bench.servers import RedisServer
 from tests.conftest import LoadHandler, Observer
 from tests.lambda_events import KINDS, LambdaContext, request_event, request_id
+from tests.test_template import function_cors_origins, load_template
 
 # The import of an already-imported handler's dependencies, on a busy shared machine.
 IMPORT_SLACK_SECONDS = 1.0
@@ -166,6 +167,29 @@ def test_serves_single_flag_checks_and_ofrep(handler: ModuleType, kind: str) -> 
     assert body(single) == {"key": "feature_A", "value": True, "reason": "TARGETING_MATCH", "variant": "on"}
 
 
+@pytest.mark.parametrize("kind", ["http-api", "function-url"])
+@pytest.mark.parametrize("allowed", ["*", "https://other.example,https://app.example"])
+@pytest.mark.parametrize("keys", [{}, {"FLIPPER_API_KEYS": "k"}])
+def test_a_browser_preflight_reaching_the_function_succeeds(
+    load_handler: LoadHandler, redis_server: RedisServer, kind: str, allowed: str, keys: dict[str, str]
+) -> None:
+    """The HTTP API's $default route passes OPTIONS to the function, deployed with the template's environment
+    for the CorsAllowOrigins parameter `allowed`: a browser rejects any preflight that is not a 2xx."""
+    origins = function_cors_origins(load_template(), allowed)
+    module = load_handler(REDIS_URL=redis_server.url, FLIPPER_CORS_ORIGINS=origins, **keys)
+    event = request_event(kind, "/ofrep/v1/evaluate/flags")
+    event["requestContext"]["http"]["method"] = "OPTIONS"
+    event["headers"] = {
+        "origin": "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type,x-api-key,authorization,if-none-match",
+    }
+    response = invoke(module, event)
+    assert response["statusCode"] == 200
+    assert response["headers"]["access-control-allow-origin"] in ("*", "https://app.example")
+    assert "POST" in response["headers"]["access-control-allow-methods"]
+
+
 def emf_blobs(output: str) -> list[dict[str, Any]]:
     return [blob for blob in map(json.loads, output.splitlines()) if "_aws" in blob]
 
@@ -224,6 +248,33 @@ def test_admin_event_changes_flags_under_the_prefix_through_the_audited_write_pa
         (admin_event("change", operation="enable", feature="a", entity="global"), "invalid", "change: missing"),
         (admin_event("apply", flags_file={"flipper": 1}, revision=7, actor="a"), "refused", "flags changed since"),
         (admin_event("undo", entry="1-1", actor="a"), "invalid", "no audit entry '1-1'"),
+        ({"flipper_admin": ["SREM", "group:\udfff:positive", "a"]}, "invalid", "flipper_admin must be an object"),
+        # Names the read API would refuse are not written (docs/http-api.md, Names).
+        (
+            admin_event("change", operation="enable", feature="", entity="global", actor="a"),
+            "invalid",
+            "feature name is empty",
+        ),
+        (
+            admin_event("change", operation="enable", feature="x" * 257, entity="global", actor="a"),
+            "invalid",
+            "feature name is 257",
+        ),
+        (
+            admin_event("change", operation="enable", feature="a\ufffd", entity="global", actor="a"),
+            "invalid",
+            "feature name contains U+FFFD",
+        ),
+        (
+            admin_event("change", operation="enable", feature="a", entity="group:g\ufffd", actor="a"),
+            "invalid",
+            "group name contains U+FFFD",
+        ),
+        (
+            admin_event("change", operation="disable", feature="a", entity="user:" + "u" * 257, actor="a"),
+            "invalid",
+            "user name is 257",
+        ),
     ],
 )
 def test_admin_event_refuses_bad_requests_naming_the_problem_and_writes_nothing(
@@ -234,6 +285,33 @@ def test_admin_event_refuses_bad_requests_naming_the_problem_and_writes_nothing(
     assert response["error"].startswith(error)
     assert response["kind"] == kind
     assert sorted(flags.keys("*")) == keys_before
+
+
+def test_admin_event_with_a_lone_surrogate_answers_an_error(handler: ModuleType) -> None:
+    """Events exactly as `aws lambda invoke` delivers JSON's `"\\ud800"`: the old raw command, and the new shape."""
+    old = json.loads('{"flipper_admin": ["SADD", "global:positive", "\\ud800"]}')
+    assert invoke(handler, old)["error"].startswith("flipper_admin must be an object")
+    new = json.loads(
+        '{"flipper_admin": {"operation": "change", "arguments":'
+        ' {"operation": "enable", "feature": "\\ud800", "entity": "global", "actor": "a"}}}'
+    )
+    assert invoke(handler, new) == {
+        "error": "feature name is not valid UTF-8 (it holds a lone surrogate)",
+        "kind": "invalid",
+    }
+
+
+def test_admin_event_removes_a_name_it_would_not_write(handler: ModuleType, flags: redis.Redis) -> None:
+    """A bad name written before names were checked (or by another client) can still be cleaned up."""
+    flags.sadd("{flipper}:global:positive", "", "a")
+    flags.sadd("{flipper}:group:g1:negative", "")
+    enable = admin_event("change", operation="enable", feature="", entity="global", actor="op")
+    assert invoke(handler, enable)["error"] == "feature name is empty"
+    clear = admin_event("change", operation="clear", feature="", entity="group:g1", actor="op")
+    assert invoke(handler, clear)["result"]["changes"] == [["group:g1:negative", "", "1", ""]]
+    deleted = invoke(handler, admin_event("delete", feature="", actor="op"))
+    assert deleted["result"]["changes"] == [["global:positive", "", "1", ""]]
+    assert flags.smembers("{flipper}:global:positive") == {"a"}
 
 
 @pytest.mark.parametrize(("disabled", "traced"), [(None, False), ("true", False), ("false", True)])

@@ -11,11 +11,12 @@ from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from . import ofrep, openapi
+from ._utils import route_path
 from .auth import APIKeyMiddleware, api_keys
 from .caching import conditional
 from .cors import JSONCORSMiddleware
@@ -51,12 +52,25 @@ def create_app(store: Store, settings: Settings) -> Starlette:
     """
     keys = api_keys(settings)
 
+    def bounded(response: Response) -> Response:
+        """`response`, unless its body is over `max_response_bytes`: Lambda would fail to return it, and API
+        Gateway answer a bare 500. A 500 of Flipper's own says why; too many flags is the operator's to fix."""
+        if len(response.body) > settings.max_response_bytes:
+            message = (
+                f"the answer is {len(response.body)} bytes long; the limit is {settings.max_response_bytes} "
+                "(FLIPPER_MAX_RESPONSE_BYTES): too many flags apply to this caller"
+            )
+            logger.error(message)
+            raise HTTPException(500, message)
+        return response
+
     async def features(request: Request) -> Response:
         context = parse_context(request.scope["query_string"], settings)
-        return conditional(request, FeaturesResponse(await store.features(context)), settings.cache_control)
+        response = bounded(FeaturesResponse(await store.features(context)))
+        return conditional(request, response, settings.cache_control)
 
     async def feature(request: Request) -> Response:
-        name = path_name(request.path_params["name"], "feature name", settings)
+        name = path_name(request.path_params["name"], "feature name", settings, request.scope.get("raw_path"))
         context, explain = parse_feature_query(request.scope["query_string"], settings)
         evaluation = evaluate_feature(name, context, await store.key_members(context))
         body = {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason}
@@ -72,7 +86,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
     async def ofrep_flags(request: Request) -> Response:
         context = await ofrep.read_context(request, settings)
         flags = [ofrep.evaluation(result) for result in evaluate_all(context, await store.key_members(context))]
-        return conditional(request, JSONResponse({"flags": flags}), settings.cache_control)
+        return conditional(request, bounded(JSONResponse({"flags": flags})), settings.cache_control)
 
     api_document = JSONResponse(openapi.document(settings, secured=bool(keys))).body
 
@@ -95,7 +109,12 @@ def create_app(store: Store, settings: Settings) -> Starlette:
 
     async def ofrep_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ofrep.OFREPError)
-        return ofrep.error_response(exc.status_code, exc.code, exc.details, exc.key)
+        return ofrep.error_response(exc.status_code, exc.code, exc.details, exc.key, exc.headers)
+
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client hung up before its body arrived: no one reads the answer, and nothing failed here.
+        logger.info("client disconnected from %s before sending its body", route_path(request.scope))
+        return Response(status_code=400)
 
     async def store_unavailable(request: Request, exc: Exception) -> Response:
         logger.warning("store unavailable: %s", exc)
@@ -149,6 +168,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         exception_handlers={
             HTTPException: http_error,
             ofrep.OFREPError: ofrep_error,
+            ClientDisconnect: client_gone,
             StoreUnavailable: store_unavailable,
             StoreError: store_error,
             Exception: internal_error,

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import flagfile
+from . import devstore, flagfile
 from .backends import Backend, FunctionBackend, FunctionError, RedisBackend
 from .flags import ENTITY_KINDS, FlagError, entity
 from .settings import Settings, SettingsError
@@ -62,9 +62,12 @@ class Target:
                 raise Failure("--actor applies to --redis-url; through the function the actor is your AWS identity")
             return FunctionBackend(self.function, self.stack)
         settings = Settings.from_environ()
-        url = self.redis_url or settings.redis_url
+        url = self.redis_url or settings.redis_url or devstore.recorded_url()  # a running `make dev-server`'s
         if url is None:
-            raise Failure("no flag store: give --redis-url (or REDIS_URL), or --function/--stack for the deployed one")
+            raise Failure(
+                "no flag store: give --redis-url (or REDIS_URL), or --function/--stack for the deployed one,"
+                " or start `make dev-server`"
+            )
         return RedisBackend(Settings.from_environ({**os.environ, "REDIS_URL": url}), self.actor)
 
     def run(self, name: str, /, **arguments: Any) -> dict[str, Any]:

@@ -12,10 +12,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from starlette.exceptions import HTTPException
-
+from . import query
 from .model import NEGATIVE, POSITIVE, parse_percentage
-from .query import identifier
 from .settings import Settings
 from .store import Store
 
@@ -38,11 +36,9 @@ def check_name(what: str, value: object, settings: Settings) -> str:
     """`value` if the read API would accept it as a name; the same rules on the write path and the read path."""
     if not isinstance(value, str):
         raise FlagError(f"{what} must be a string, not {type(value).__name__}")
-    if "\ufffd" in value:  # what servers put for bytes that are not UTF-8: the read API could not ask for it
-        raise FlagError(f"{what} contains U+FFFD, the replacement character")
     try:
-        return identifier(what, value, settings)
-    except HTTPException as exc:
+        return query.check_name(what, value, settings)
+    except query.InvalidName as exc:
         raise FlagError(exc.detail) from None
 
 

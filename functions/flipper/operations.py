@@ -116,7 +116,7 @@ async def change(
     """
     if operation not in CHANGES:
         raise FlagError(f"unknown change {operation!r}; expected one of {', '.join(CHANGES)}")
-    name = check_name("feature name", feature, settings)
+    name = _removable(feature) if operation == "clear" else check_name("feature name", feature, settings)
     where = flags.parse_entity(entity, settings)
     if operation == "rollout":
         wanted = {flags.ROLLOUT: _rollout(where, percentage)}
@@ -137,6 +137,18 @@ async def change(
     )
 
 
+def _removable(feature: object) -> str:
+    """A name to take out: any text Redis can hold, so that a name the API refuses (written around Flipper,
+    or before names were checked) can still be cleared away; only new names must pass `check_name`."""
+    if not isinstance(feature, str):
+        raise FlagError(f"feature name must be a string, not {type(feature).__name__}")
+    try:
+        feature.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FlagError("feature name is not valid UTF-8 (it holds a lone surrogate)") from None
+    return feature
+
+
 def _rollout(where: str, percentage: object) -> str:
     if where.startswith("user:"):
         raise FlagError("a user has no rollout: enable or disable the feature for them instead")
@@ -151,7 +163,7 @@ async def delete(
     store: Store, settings: Settings, feature: object, actor: object, message: object = None
 ) -> dict[str, Any]:
     """The feature out of every set and rollout of every entity."""
-    name = check_name("feature name", feature, settings)
+    name = _removable(feature)
     _, state = await flags.read_state(store)
     wanted = [(key, member, "") for key, member in state if member == name]
     return await _write(store, settings, wanted, _audit(actor, "delete", message, feature=name))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,16 +108,44 @@ class Store:
     Redis answers NOSCRIPT (its cache was emptied by a restart or a failover).
     """
 
-    def __init__(self, client: redis.asyncio.Redis | RedisCluster, key_prefix: str = "") -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis | RedisCluster, key_prefix: str = "", idle_reconnect: float | None = None
+    ) -> None:
         self.client = client
         self.key_prefix = key_prefix
         self._evaluate = client.register_script(script_source())
         self._snapshot = client.register_script(script_source("snapshot.lua"))
         self._write = client.register_script(script_source("write.lua"))
+        self._idle_reconnect = idle_reconnect
+        self._used_at = time.monotonic()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
-        return cls(client_from_settings(settings), settings.key_prefix)
+        return cls(client_from_settings(settings), settings.key_prefix, settings.redis_idle_reconnect)
+
+    async def _replace_if_idle(self) -> None:
+        """Close the pooled connections when none was used for `idle_reconnect` seconds; the next command
+        opens a fresh one.
+
+        A Lambda frozen for minutes may find its connection dropped by the network without a FIN or a
+        RST: a command sent on it waits out the command timeout, a 503. A PING first (redis-py's
+        health_check_interval) would wait the same timeout; a new connection costs one connect.
+        """
+        now = time.monotonic()
+        idle, self._used_at = now - self._used_at, now  # before awaiting: a concurrent request is not idle
+        if self._idle_reconnect is not None and idle > self._idle_reconnect:
+            if isinstance(self.client, RedisCluster):
+                for node in self.client.get_nodes():
+                    await node.disconnect()
+            else:
+                await self.client.connection_pool.disconnect()
+
+    @contextlib.asynccontextmanager
+    async def _command(self) -> AsyncIterator[None]:
+        """Around every command: idle connections replaced first, failures mapped by `store_errors`."""
+        with store_errors():
+            await self._replace_if_idle()
+            yield
 
     async def features(self, context: Context) -> list[str]:
         """The features enabled for `context`, sorted by code point."""
@@ -127,7 +156,7 @@ class Store:
 
         What reasons and explanations are computed from (`model.evaluate_all`, `model.evaluate_feature`).
         """
-        with store_errors():
+        async with self._command():
             return await self._evaluate(keys=flag_keys(context, self.key_prefix))
 
     async def all_keys(self) -> list[str]:
@@ -137,7 +166,7 @@ class Store:
         """
         pattern = _glob_escape(self.key_prefix) + "*"
         keys: list[str] = []
-        with store_errors():
+        async with self._command():
             cursor = 0
             while True:
                 cursor, batch = await self._on_flags_node("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
@@ -149,13 +178,13 @@ class Store:
 
     async def snapshot(self, keys: list[str]) -> tuple[int, list[Any]]:
         """The revision and the contents of `keys` (unprefixed), read atomically by lua/snapshot.lua."""
-        with store_errors():
+        async with self._command():
             revision, *contents = await self._snapshot(keys=[self.revision_key, *self._prefixed(keys)])
         return int(revision), contents
 
     async def write(self, keys: list[str], args: list[str | int]) -> list[str]:
         """Run lua/write.lua on `keys` (unprefixed) after the revision and audit keys; see the script."""
-        with store_errors():
+        async with self._command():
             return await self._write(
                 keys=[self.revision_key, self.audit_key, *self._prefixed(keys)],
                 args=[args[0], args[1], len(self.key_prefix), *args[2:]],
@@ -163,14 +192,14 @@ class Store:
 
     async def audit_range(self, start: str, end: str, count: int | None = None, *, reverse: bool = False) -> list[Any]:
         """Entries of the audit stream, as XRANGE (or XREVRANGE) answers them."""
-        with store_errors():
+        async with self._command():
             if reverse:
                 return await self.client.xrevrange(self.audit_key, start, end, count=count)
             return await self.client.xrange(self.audit_key, start, end, count=count)
 
     async def revision(self) -> int:
         """The flags' revision: how many changes Flipper's write path has made (0 before the first)."""
-        with store_errors():
+        async with self._command():
             return int(await self.client.get(self.revision_key) or 0)
 
     @property
@@ -195,7 +224,7 @@ class Store:
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers a PING: in a cluster, the node that holds the flags."""
-        with store_errors():
+        async with self._command():
             await self._on_flags_node("PING")
 
     async def warm(self, seconds: float) -> bool:
