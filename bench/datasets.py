@@ -1,7 +1,9 @@
-"""The benchmark's two data sets, each with the caller whose flags it evaluates.
+"""The benchmark's data sets, each with the caller whose flags it evaluates.
 
 `small` is seed-like, a few flags per level; `large` has 300 global, 60 version, 30 group and 5 user
 features, with negatives at every level that switch 20 of them off: 375 enabled for the caller.
+`rollouts` is `large` plus 50 features in rollout at both the version and the group level (100 hash
+fields), at percentages from 2 % to 100 %, of which the caller's user is in 35: 410 enabled.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from urllib.parse import urlencode
 
 import redis
 
-from flipper.model import Context, enabled_features, flag_keys
+from flipper.model import Context, Snapshot, enabled_features, flag_keys, parse_percentage, rollout_keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +21,7 @@ class DataSet:
     name: str
     flags: dict[str, list[str]]
     context: Context
+    rollouts: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # key -> feature -> percentage
 
     @property
     def query(self) -> str:
@@ -27,18 +30,27 @@ class DataSet:
         return urlencode([*params, ("user", self.context.user)])
 
     @property
-    def keys(self) -> list[str]:
-        """Every key the caller's evaluation reads, in the script's order."""
+    def set_keys(self) -> list[str]:
+        """The sets the caller's evaluation reads, in the script's order."""
         return flag_keys(self.context)
 
     @property
+    def keys(self) -> list[str]:
+        """Every key the caller's evaluation reads, in the script's order: the sets, then the rollouts."""
+        return self.set_keys + rollout_keys(self.context)
+
+    @property
     def positive_keys(self) -> list[str]:
-        return self.keys[: len(self.keys) // 2]
+        return self.set_keys[: len(self.set_keys) // 2]
 
     @property
     def enabled(self) -> list[str]:
         """The right answer, by the model's rule."""
-        return enabled_features([self.flags.get(key, []) for key in self.keys])
+        rollouts = [
+            {feature: parse_percentage(raw) or 0 for feature, raw in self.rollouts.get(key, {}).items()}
+            for key in rollout_keys(self.context)
+        ]
+        return enabled_features(Snapshot(self.context, [self.flags.get(key, []) for key in self.set_keys], rollouts))
 
     def load(self, client: redis.Redis) -> None:
         """Replace whatever the database holds with this data set."""
@@ -46,6 +58,8 @@ class DataSet:
         pipeline.flushall()
         for key, members in self.flags.items():
             pipeline.sadd(key, *members)
+        for key, fields in self.rollouts.items():
+            pipeline.hset(key, mapping=fields)
         pipeline.execute()
 
 
@@ -80,4 +94,17 @@ def _large() -> DataSet:
 
 
 LARGE = _large()
-DATA_SETS = {data_set.name: data_set for data_set in (SMALL, LARGE)}
+
+
+def _rollouts() -> DataSet:
+    names = [f"rollout_feature_{i:03d}" for i in range(50)]
+    # Each level at its own percentage, 2 % to 100 % in steps of 2, the version's rising and the group's falling.
+    rollouts = {
+        "version:v1:rollout": {name: str(2 * (i + 1)) for i, name in enumerate(names)},
+        "group:g1:rollout": {name: str(100 - 2 * i) for i, name in enumerate(names)},
+    }
+    return DataSet("rollouts", LARGE.flags, CALLER, rollouts)
+
+
+ROLLOUTS = _rollouts()
+DATA_SETS = {data_set.name: data_set for data_set in (SMALL, LARGE, ROLLOUTS)}

@@ -164,7 +164,7 @@ def measure(data_set: DataSet, redis_server: RedisServer, flipper: FlipperServer
             {
                 "script": ["EVALSHA", sha, str(len(data_set.keys)), *data_set.keys],
                 "sunion": ["SUNION", *data_set.positive_keys],
-                "lua_algebra": ["EVALSHA", lua_algebra_sha, str(len(data_set.keys)), *data_set.keys],
+                "lua_algebra": ["EVALSHA", lua_algebra_sha, str(len(data_set.set_keys)), *data_set.set_keys],
             },
             args.rounds,
             args.redis_requests,

@@ -9,12 +9,13 @@ import pytest
 import redis
 
 from bench import report
-from bench.datasets import DATA_SETS, LARGE
+from bench.datasets import DATA_SETS, LARGE, ROLLOUTS
 from bench.run import RESULTS
 from bench.servers import RedisServer
 from bench.stats import percentile, summarize
 from flipper.settings import Settings
 from flipper.store import Store
+from tests.test_store import reference_bucket
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +24,23 @@ def test_large_data_set_has_the_issue_sizes() -> None:
     positives = {key: len(members) for key, members in LARGE.flags.items() if key.endswith(":positive")}
     assert sorted(positives.values()) == [5, 30, 60, 300]
     assert len(LARGE.enabled) == 375
+
+
+def test_rollouts_data_set_is_large_plus_50_features_at_the_version_and_group_levels() -> None:
+    assert ROLLOUTS.flags == LARGE.flags
+    assert sorted(ROLLOUTS.rollouts) == ["group:g1:rollout", "version:v1:rollout"]
+    features = set(ROLLOUTS.rollouts["version:v1:rollout"])
+    assert len(features) == 50
+    assert set(ROLLOUTS.rollouts["group:g1:rollout"]) == features
+    taken = {
+        feature
+        for feature in features
+        if any(
+            reference_bucket(feature, "u1") < float(rollout[feature]) * 1000 for rollout in ROLLOUTS.rollouts.values()
+        )
+    }
+    assert len(taken) == 35
+    assert ROLLOUTS.enabled == sorted(set(LARGE.enabled) | taken)
 
 
 @pytest.mark.parametrize("name", sorted(DATA_SETS))

@@ -150,7 +150,8 @@ def body_keys(path: str, status: int) -> list[set[str]]:
     if path.startswith(BULK + "/"):
         return [{"key", "value", "reason", "variant"}]
     if path.startswith("/features/"):
-        return [{"feature", "enabled", "reason"}, {"feature", "enabled", "reason", "enabled_by", "disabled_by"}]
+        answer = {"feature", "enabled", "reason"}
+        return [answer, answer | {"enabled_by", "disabled_by", "rollouts", "bucket"}]
     return [{"features"}] if path == "/" else [{"status"}] if path == "/health" else [{"flags"}] if path == BULK else []
 
 

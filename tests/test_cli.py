@@ -74,6 +74,12 @@ def test_explain_and_show_print_json_for_scripts(flags: redis.Redis, capsys: pyt
 def test_rollout_and_delete(flags: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
     assert flipper(capsys, "rollout", "feature_A", "12.5", "--group", "beta")[0] == 0
     assert flags.hgetall("group:beta:rollout") == {"feature_A": "12.5"}
+    flipper(capsys, "rollout", "search", "97.601", "--group", "gamma")  # bucket 97600 (tests/test_rollout.py)
+    assert flipper(capsys, "explain", "search", "--group", "gamma", "--user", "User;1")[1].splitlines() == [
+        "search: on (SPLIT)",
+        "  enabled by  group:gamma:rollout",
+        "  rollout     group:gamma:rollout at 97.601%: user's bucket 97600",
+    ]
     assert "group:beta 12.5%" in flipper(capsys, "list")[1]
     assert flipper(capsys, "rollout", "feature_A", "0", "--group", "beta")[0] == 0
     assert flags.exists("group:beta:rollout") == 0

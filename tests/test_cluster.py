@@ -16,20 +16,29 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from bench.servers import RedisServer, free_port
 from flipper import admin, operations
 from flipper.app import create_app
-from flipper.model import Context, flag_keys
+from flipper.model import Context, flag_keys, rollout_keys
 from flipper.settings import Settings, SettingsError, has_hash_tag
 from flipper.store import Store, StoreUnavailable
 from tests.conftest import LoadHandler
 from tests.lambda_events import KINDS, LambdaContext, request_event
 from tests.needs import skip_without
 from tests.test_resilience import timed_get
-from tests.test_store import CASES, Flags
+from tests.test_store import (
+    CASES,
+    CONTEXTS,
+    FLAG_DATA,
+    ROLLOUT_DATA,
+    Flags,
+    Rollouts,
+    expected_by_rule,
+)
 
 PREFIX = "{flipper}:"
 
@@ -111,9 +120,26 @@ async def test_model_on_a_cluster(
     await cluster_store.ping()
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flags=FLAG_DATA, rollouts=ROLLOUT_DATA, context=CONTEXTS)
+async def test_script_agrees_with_the_rule_on_a_cluster(
+    writer: RedisCluster, cluster_store: Store, flags: Flags, rollouts: Rollouts, context: Context
+) -> None:
+    """tests/test_store.py's random differential test, rollouts included, through the cluster client."""
+    writer.flushall(target_nodes=RedisCluster.PRIMARIES)
+    for key, members in flags.items():
+        if members:
+            writer.sadd(PREFIX + key, *members)
+    for key, fields in rollouts.items():
+        if fields:
+            writer.hset(PREFIX + key, mapping={feature: raw for feature, (raw, _) in fields.items()})
+    assert await cluster_store.features(context) == expected_by_rule(flags, context, rollouts)
+
+
 def test_hash_tag_puts_a_callers_keys_in_one_slot_and_its_absence_does_not() -> None:
     context = Context(version="v1", groups=("g1", "g2"), user="u")
-    assert len({key_slot(key.encode()) for key in flag_keys(context, PREFIX)}) == 1
+    keys = [*flag_keys(context, PREFIX), *rollout_keys(context, PREFIX)]
+    assert len({key_slot(key.encode()) for key in keys}) == 1
     assert len({key_slot(key.encode()) for key in flag_keys(context, "flipper:")}) > 1
 
 

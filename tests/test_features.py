@@ -6,10 +6,27 @@ import httpx
 import pytest
 from hypothesis import given
 
-from flipper.model import Context, enabled_features, evaluate_all, evaluate_feature, flag_keys
+from flipper.model import (
+    Context,
+    Snapshot,
+    enabled_features,
+    evaluate_all,
+    evaluate_feature,
+    flag_keys,
+    rollout_keys,
+)
 from flipper.settings import Settings
 from flipper.store import Store
-from tests.test_store import CONTEXTS, FLAG_DATA, Flags, write
+from tests.test_store import (
+    CONTEXTS,
+    FLAG_DATA,
+    ROLLOUT_DATA,
+    Flags,
+    Rollouts,
+    expected_by_rule,
+    reference_bucket,
+    write,
+)
 
 
 async def test_reasons_and_explain(client: httpx.AsyncClient, store: Store) -> None:
@@ -40,6 +57,8 @@ async def test_reasons_and_explain(client: httpx.AsyncClient, store: Store) -> N
             "reason": reason,
             "enabled_by": enabled_by,
             "disabled_by": disabled_by,
+            "rollouts": [],
+            "bucket": reference_bucket(name, "u"),
         }
 
 
@@ -89,31 +108,50 @@ async def test_get_root_still_refuses_explain(client: httpx.AsyncClient) -> None
     assert response.json() == {"error": "unknown query parameter 'explain'; expected version, group or user"}
 
 
-def members_of(flags: Flags, context: Context) -> list[set[str]]:
-    return [flags.get(key, set()) for key in flag_keys(context)]
+def snapshot_of(flags: Flags, context: Context, rollouts: Rollouts) -> Snapshot:
+    """What the script would read, built by hand: the members of the sets, the rollouts' intended thousandths."""
+    return Snapshot(
+        context,
+        [flags.get(key, set()) for key in flag_keys(context)],
+        [
+            {feature: expected for feature, (_, expected) in rollouts.get(key, {}).items()}
+            for key in rollout_keys(context)
+        ],
+    )
 
 
-@given(flags=FLAG_DATA, context=CONTEXTS)
-def test_evaluations_agree_with_the_rule(flags: Flags, context: Context) -> None:
-    members = members_of(flags, context)
-    evaluations = evaluate_all(context, members)
-    named = set().union(*members)
+@given(flags=FLAG_DATA, rollouts=ROLLOUT_DATA, context=CONTEXTS)
+def test_evaluations_agree_with_the_rule(flags: Flags, rollouts: Rollouts, context: Context) -> None:
+    snapshot = snapshot_of(flags, context, rollouts)
+    evaluations = evaluate_all(snapshot)
+    named = set().union(*snapshot.members, *snapshot.rollouts)
     assert [e.feature for e in evaluations] == sorted(named)
-    assert [e.feature for e in evaluations if e.enabled] == enabled_features(members)
+    enabled = [e.feature for e in evaluations if e.enabled]
+    assert enabled == enabled_features(snapshot) == expected_by_rule(flags, context, rollouts)
     for evaluation in evaluations:
-        assert evaluate_feature(evaluation.feature, context, members) == evaluation
-        naming = [key for key in flag_keys(context) if evaluation.feature in flags.get(key, set())]
-        assert [*evaluation.enabled_by, *evaluation.disabled_by] == naming
-        assert all(key.endswith(":positive") for key in evaluation.enabled_by)
-        assert all(key.endswith(":negative") for key in evaluation.disabled_by)
-        global_only = all(key.startswith("global:") for key in naming)
-        assert evaluation.reason == ("STATIC" if global_only else "TARGETING_MATCH")
-    assert evaluate_feature("not named", context, members).reason == "DEFAULT"
+        feature = evaluation.feature
+        assert evaluate_feature(feature, snapshot) == evaluation
+        sets = [key for key in flag_keys(context) if feature in flags.get(key, set())]
+        positives = [key for key in sets if key.endswith(":positive")]
+        naming = [(key, rollouts[key][feature][1]) for key in rollout_keys(context) if feature in rollouts.get(key, {})]
+        user_bucket = None if context.user is None else reference_bucket(feature, context.user)
+        taken = [key for key, thousandths in naming if user_bucket is not None and user_bucket < thousandths]
+        assert evaluation.enabled_by == (*positives, *taken)
+        assert evaluation.disabled_by == tuple(key for key in sets if key.endswith(":negative"))
+        assert (evaluation.rollouts, evaluation.bucket) == (tuple(naming), user_bucket)
+        if not sets:
+            assert evaluation.reason == "SPLIT"
+        else:
+            global_only = all(key.startswith("global:") for key in sets)
+            assert evaluation.reason == ("STATIC" if global_only else "TARGETING_MATCH")
+    unnamed = evaluate_feature("not named", snapshot)
+    assert (unnamed.enabled, unnamed.reason) == (False, "DEFAULT")
+    assert unnamed.bucket == (None if context.user is None else reference_bucket("not named", context.user))
 
 
 async def test_explain_keys_are_unprefixed_but_read_prefixed(store: Store) -> None:
     store.key_prefix = "{flipper}:"
     await write(store, {"global:positive": {"a"}}, prefix="{flipper}:")
     await write(store, {"global:negative": {"a"}})
-    evaluation = evaluate_feature("a", Context(), await store.key_members(Context()))
+    evaluation = evaluate_feature("a", await store.snapshot(Context()))
     assert (evaluation.enabled, evaluation.enabled_by, evaluation.disabled_by) == (True, ("global:positive",), ())

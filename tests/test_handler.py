@@ -158,6 +158,8 @@ def test_serves_single_flag_checks_and_ofrep(handler: ModuleType, kind: str) -> 
         "reason": "TARGETING_MATCH",
         "enabled_by": ["version:v1:positive"],
         "disabled_by": ["group:g1:negative"],
+        "rollouts": [],
+        "bucket": None,
     }
     context = {"context": {"version": "v1", "group": "g1", "targetingKey": "some_user"}}
     bulk = invoke(handler, request_event(kind, "/ofrep/v1/evaluate/flags", json_body=context))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flipper.model import Context, enabled_features, flag_keys
+from flipper.model import Context, Snapshot, enabled_features, flag_keys
 
 
 def test_global_only_context_reads_the_two_global_keys() -> None:
@@ -52,4 +52,4 @@ def test_identifiers_with_colons_spaces_or_unicode_never_share_keys(first: Conte
 
 def test_rule_is_union_of_positives_minus_union_of_negatives_sorted_by_code_point() -> None:
     members = [{"b", "a"}, {"é", "Z", "c"}, {"c"}, set()]
-    assert enabled_features(members) == ["Z", "a", "b", "é"]
+    assert enabled_features(Snapshot(Context(version="v"), members)) == ["Z", "a", "b", "é"]

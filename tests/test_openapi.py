@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import jsonschema
 import pytest
 import redis
 import schemathesis
@@ -46,11 +47,35 @@ async def test_keys_and_limits_are_documented_and_the_document_is_open(client: h
     assert document["paths"]["/features/{name}"]["get"]["parameters"][0]["schema"]["maxLength"] == 9
 
 
+def test_rollouts_are_documented() -> None:
+    schemas = document(Settings(), secured=False)["components"]["schemas"]
+    feature = schemas["Feature"]["properties"]
+    assert feature["rollouts"]["items"] == {"$ref": "#/components/schemas/Rollout"}
+    assert feature["bucket"]["type"] == ["integer", "null"]
+    assert (feature["bucket"]["minimum"], feature["bucket"]["maximum"]) == (0, 99_999)
+    assert schemas["Rollout"]["required"] == ["key", "percentage"]
+    assert "SPLIT" in feature["reason"]["enum"]
+    assert "SPLIT" in schemas["OFREPEvaluation"]["properties"]["reason"]["enum"]
+
+
+async def test_an_explained_rollout_matches_its_schema(client: httpx.AsyncClient, store: Store) -> None:
+    await store.client.hset("version:v1:rollout", "search", "97.601")
+    body = (await client.get("/features/search?version=v1&user=User;1&explain=true")).json()
+    assert body["rollouts"] == [{"key": "version:v1:rollout", "percentage": 97.601}]
+    components = document(Settings(), secured=False)["components"]
+    schema = {**components["schemas"]["Feature"], "components": components}
+    jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**body, "bucket": 100_000}, schema, cls=jsonschema.Draft202012Validator)
+
+
 @pytest.fixture
 def api_schema(live_url: str, redis_server: RedisServer) -> schemathesis.BaseSchema:
     flags = redis.Redis(port=redis_server.port)
     flags.sadd("global:positive", "a", "b")
     flags.sadd("global:negative", "b")
+    flags.hset("global:rollout", mapping={"a": "50", "c": "12.5", "d": "100"})
+    flags.hset("version:v:rollout", mapping={"c": "99.999", "e": "not a percentage"})
     return schemathesis.openapi.from_url(f"{live_url}/openapi.json")
 
 

@@ -199,9 +199,31 @@ async def test_show_and_explain_answer_as_the_http_api_does(store: Store) -> Non
         "reason": "TARGETING_MATCH",
         "enabled_by": ["version:v1:positive"],
         "disabled_by": ["group:g1:negative"],
+        "rollouts": [],
+        "bucket": None,
     }
     with pytest.raises(FlagError, match=r"^33 groups given; the limit is 32"):
         await run(store, "show", groups=[f"g{i}" for i in range(33)])
+
+
+async def test_a_rollout_through_the_write_path_takes_the_users_whose_bucket_is_below_it(store: Store) -> None:
+    """Feature `search` and user `User;1` fall in bucket 97600 (Flipper for Ruby's rule; tests/test_rollout.py)."""
+    await change(store, "rollout", "search", "version:v1", percentage="97.6")
+    assert await features(store, version="v1", user="User;1") == []
+    await change(store, "rollout", "search", "version:v1", percentage="97.601")
+    assert await features(store, version="v1", user="User;1") == ["search"]
+    assert await run(store, "explain", feature="search", version="v1", user="User;1") == {
+        "feature": "search",
+        "enabled": True,
+        "reason": "SPLIT",
+        "enabled_by": ["version:v1:rollout"],
+        "disabled_by": [],
+        "rollouts": [{"key": "version:v1:rollout", "percentage": 97.601}],
+        "bucket": 97600,
+    }
+    await change(store, "disable", "search", "global")  # a deny still beats a rollout
+    assert await features(store, version="v1", user="User;1") == []
+    assert await features(store, version="v1") == []  # no user: in no rollout
 
 
 # Flags as code

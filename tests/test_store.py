@@ -11,12 +11,31 @@ from flipper.settings import Settings
 from flipper.store import Store
 
 Flags = dict[str, set[str]]
+# Rollout hashes: key -> feature -> (the value written, the thousandths it must count as).
+Rollouts = dict[str, dict[str, tuple[str, int]]]
 
 
-async def write(store: Store, flags: Flags, prefix: str = "") -> None:
+async def write(store: Store, flags: Flags, prefix: str = "", rollouts: Rollouts | None = None) -> None:
     for key, members in flags.items():
         if members:
             await store.client.sadd(prefix + key, *members)
+    for key, fields in (rollouts or {}).items():
+        if fields:
+            await store.client.hset(prefix + key, mapping={feature: raw for feature, (raw, _) in fields.items()})
+
+
+def reference_crc32(data: bytes) -> int:
+    """CRC-32 (IEEE 802.3, reflected, as zlib's), bit by bit: independent of the code under test."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xEDB88320 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def reference_bucket(feature: str, user: str) -> int:
+    return reference_crc32((feature + user).encode("utf-8")) % 100_000
 
 
 CASES: list[tuple[str, Flags, Context, list[str]]] = [
@@ -130,6 +149,28 @@ FLAG_DATA = st.dictionaries(
     st.sampled_from([f"{entity}:{polarity}" for entity in ENTITIES for polarity in ("positive", "negative")]),
     st.sets(NAMES, max_size=5),
 )
+
+
+def _written(thousandths: int, padded: bool) -> str:
+    """A percentage as an operator writes it: `25`, `97.601`, `12.5`; padded, `25.000` or `12.500`."""
+    whole, decimals = divmod(thousandths, 1000)
+    text = f"{whole}.{decimals:03d}"
+    return text if padded else text.rstrip("0").removesuffix(".")
+
+
+# A percentage written to a rollout hash, with what it must count as: a value that is no percentage counts as 0.
+PERCENTAGES = st.one_of(
+    st.builds(
+        lambda thousandths, padded: (_written(thousandths, padded), thousandths),
+        st.one_of(st.integers(0, 100_000), st.sampled_from([0, 100_000])),
+        st.booleans(),
+    ),
+    st.sampled_from(["abc", "101", "-1", "1e2", " 5", "50.0001", "nan", "", "٣"]).map(lambda raw: (raw, 0)),
+)
+# user:u1:rollout is no rollout key (a user is in or out already): the script must not read it.
+ROLLOUT_DATA = st.dictionaries(
+    st.sampled_from([f"{entity}:rollout" for entity in ENTITIES]), st.dictionaries(NAMES, PERCENTAGES, max_size=4)
+)
 CONTEXTS = st.builds(
     Context,
     version=st.sampled_from([None, "v1", "v2"]),
@@ -138,14 +179,19 @@ CONTEXTS = st.builds(
 )
 
 
-def expected_by_rule(flags: Flags, context: Context) -> list[str]:
-    """Enabled = every positive set of the caller's entities, minus every negative set of them."""
+def expected_by_rule(flags: Flags, context: Context, rollouts: Rollouts | None = None) -> list[str]:
+    """Enabled = every positive set of the caller's entities and every feature a rollout of theirs (not the
+    user's own) takes the user into, minus every negative set of them."""
     entities = ["global"]
     entities += [f"version:{context.version}"] if context.version else []
     entities += [f"group:{group}" for group in context.groups]
-    entities += [f"user:{context.user}"] if context.user else []
     enabled: set[str] = set()
     disabled: set[str] = set()
+    for entity in entities:
+        for feature, (_, thousandths) in (rollouts or {}).get(f"{entity}:rollout", {}).items():
+            if context.user is not None and reference_bucket(feature, context.user) < thousandths:
+                enabled.add(feature)
+    entities += [f"user:{context.user}"] if context.user else []
     for entity in entities:
         enabled |= flags.get(f"{entity}:positive", set())
         disabled |= flags.get(f"{entity}:negative", set())
@@ -153,8 +199,8 @@ def expected_by_rule(flags: Flags, context: Context) -> list[str]:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(flags=FLAG_DATA, context=CONTEXTS)
-async def test_script_agrees_with_the_rule(store: Store, flags: Flags, context: Context) -> None:
+@given(flags=FLAG_DATA, rollouts=ROLLOUT_DATA, context=CONTEXTS)
+async def test_script_agrees_with_the_rule(store: Store, flags: Flags, rollouts: Rollouts, context: Context) -> None:
     await store.client.flushall()
-    await write(store, flags)
-    assert await store.features(context) == expected_by_rule(flags, context)
+    await write(store, flags, rollouts=rollouts)
+    assert await store.features(context) == expected_by_rule(flags, context, rollouts)

@@ -72,20 +72,20 @@ def create_app(store: Store, settings: Settings) -> Starlette:
     async def feature(request: Request) -> Response:
         name = path_name(request.path_params["name"], "feature name", settings, request.scope.get("raw_path"))
         context, explain = parse_feature_query(request.scope["query_string"], settings)
-        evaluation = evaluate_feature(name, context, await store.key_members(context))
+        evaluation = evaluate_feature(name, await store.snapshot(context))
         body = {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason}
         if explain:
-            body.update(enabled_by=list(evaluation.enabled_by), disabled_by=list(evaluation.disabled_by))
+            body.update(evaluation.explanation())
         return conditional(request, JSONResponse(body), settings.cache_control)
 
     async def ofrep_flag(request: Request) -> Response:
         key = ofrep.flag_key(request, settings)
         context = await ofrep.read_context(request, settings, key)
-        return JSONResponse(ofrep.evaluation(evaluate_feature(key, context, await store.key_members(context))))
+        return JSONResponse(ofrep.evaluation(evaluate_feature(key, await store.snapshot(context))))
 
     async def ofrep_flags(request: Request) -> Response:
         context = await ofrep.read_context(request, settings)
-        flags = [ofrep.evaluation(result) for result in evaluate_all(context, await store.key_members(context))]
+        flags = [ofrep.evaluation(result) for result in evaluate_all(await store.snapshot(context))]
         return conditional(request, bounded(JSONResponse({"flags": flags})), settings.cache_control)
 
     api_document = JSONResponse(openapi.document(settings, secured=bool(keys))).body

@@ -275,6 +275,10 @@ def explain(target: Target, feature: str, caller: dict[str, Any]) -> None:
     lines = [f"{feature}: {'on' if result['enabled'] else 'off'} ({result['reason']})"]
     lines += [f"  enabled by  {key}" for key in result["enabled_by"]]
     lines += [f"  disabled by {key}" for key in result["disabled_by"]]
+    lines += [
+        f"  rollout     {rollout['key']} at {rollout['percentage']:g}%: user's bucket {result['bucket']}"
+        for rollout in result["rollouts"]
+    ]
     target.echo(result, "\n".join(lines))
 
 

@@ -81,7 +81,7 @@ def entity_sort_key(name: str) -> tuple[int, str]:
 async def read_state(store: Store) -> tuple[int, Memberships]:
     """The revision and every membership in Redis, from one atomic snapshot of every flag key."""
     keys = [key for key in await store.all_keys() if _is_flag_key(key)]
-    revision, contents = await store.snapshot(keys)
+    revision, contents = await store.snapshot_keys(keys)
     state: Memberships = {}
     for key, content in zip(keys, contents, strict=True):
         if key.endswith(":" + ROLLOUT):  # HGETALL's flat field, value list

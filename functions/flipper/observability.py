@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 
-from .model import Context
+from .model import Context, Snapshot
 from .store import Store, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,11 +30,11 @@ warnings.filterwarnings("ignore", "No application metrics to publish", UserWarni
 
 class MeteredStore(Store):
     """A store that counts evaluations and store errors and times each evaluation's script call, as EMF
-    metrics. Every evaluation (`features` too) goes through `key_members`: each is counted once."""
+    metrics. Every evaluation (`features` too) goes through `snapshot`: each is counted once."""
 
-    async def key_members(self, context: Context) -> list[list[str]]:
+    async def snapshot(self, context: Context) -> Snapshot:
         with _metered_evaluation():
-            return await super().key_members(context)
+            return await super().snapshot(context)
 
     async def ping(self) -> None:
         with _counting_errors():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import DEFAULT, STATIC, TARGETING_MATCH
+from .model import BUCKETS, DEFAULT, SPLIT, STATIC, TARGETING_MATCH
 from .ofrep import GENERAL, INVALID_CONTEXT, PARSE_ERROR
 from .settings import Settings
 
@@ -155,9 +155,29 @@ def document(settings: Settings, secured: bool) -> Schema:
             "properties": {
                 "feature": {"type": "string"},
                 "enabled": {"type": "boolean"},
-                "reason": {"enum": [STATIC, TARGETING_MATCH, DEFAULT]},
+                "reason": {"enum": [STATIC, TARGETING_MATCH, SPLIT, DEFAULT]},
                 "enabled_by": {"type": "array", "items": {"type": "string"}, "description": "With explain=true"},
                 "disabled_by": {"type": "array", "items": {"type": "string"}, "description": "With explain=true"},
+                "rollouts": {
+                    "type": "array",
+                    "items": _ref("Rollout"),
+                    "description": "With explain=true: every rollout of the caller's that names the feature",
+                },
+                "bucket": {
+                    "type": ["integer", "null"],
+                    "minimum": 0,
+                    "maximum": BUCKETS - 1,
+                    "description": "With explain=true: the user's bucket for the feature, null without a user;"
+                    " a rollout takes the user when bucket < 1000 times the percentage",
+                },
+            },
+        },
+        "Rollout": {
+            "type": "object",
+            "required": ["key", "percentage"],
+            "properties": {
+                "key": {"type": "string", "description": "The rollout hash, without the key prefix"},
+                "percentage": {"type": "number", "minimum": 0, "maximum": 100},
             },
         },
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
@@ -187,7 +207,7 @@ def document(settings: Settings, secured: bool) -> Schema:
             "properties": {
                 "key": {"type": "string"},
                 "value": {"type": "boolean"},
-                "reason": {"enum": [STATIC, TARGETING_MATCH, DEFAULT]},
+                "reason": {"enum": [STATIC, TARGETING_MATCH, SPLIT, DEFAULT]},
                 "variant": {"enum": ["on", "off"]},
                 "metadata": {"type": "object"},
             },

@@ -87,14 +87,8 @@ async def explain(
     """One feature for a caller, as `GET /features/{name}?explain=true` answers it."""
     name = check_name("feature name", feature, settings)
     context = _context(settings, version, list(groups or []), user)
-    evaluation = evaluate_feature(name, context, await store.key_members(context))
-    return {
-        "feature": name,
-        "enabled": evaluation.enabled,
-        "reason": evaluation.reason,
-        "enabled_by": list(evaluation.enabled_by),
-        "disabled_by": list(evaluation.disabled_by),
-    }
+    evaluation = evaluate_feature(name, await store.snapshot(context))
+    return {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason, **evaluation.explanation()}
 
 
 @_operation

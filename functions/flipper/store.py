@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,10 +17,13 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .model import Context, enabled_features, flag_keys
+from .model import Context, Snapshot, enabled_features, flag_keys, parse_percentage, rollout_keys
 from .settings import Settings, SettingsError
 
 logger = logging.getLogger("flipper")
+
+# Rollout hashes hold few distinct values ("5", "25", "100"): each is parsed once, not once per evaluation.
+_thousandths = functools.lru_cache(maxsize=1024)(parse_percentage)
 
 
 class StoreError(Exception):
@@ -52,6 +56,27 @@ def store_errors() -> Iterator[None]:
         raise StoreUnavailable(str(exc)) from exc
     except (exceptions.ResponseError, UnicodeDecodeError) as exc:
         raise StoreError(str(exc)) from exc
+
+
+def percentages(key: str, flat: list[str]) -> dict[str, int]:
+    """A rollout hash, as HGETALL's flat list of fields and values, in thousandths per feature.
+
+    A value that is not a percentage (written by hand around Flipper) must not take answers down: it counts
+    as 0, and a warning names the key and the field.
+    """
+    features, values = flat[::2], list(map(_thousandths, flat[1::2]))  # loops in C: the common case
+    if None in values:
+        for index, (feature, raw) in enumerate(zip(features, flat[1::2], strict=True)):
+            if values[index] is None:
+                logger.warning(
+                    "rollout %s, field %r: %r is not a percentage from 0 to 100 with at most three decimals;"
+                    " counted as 0",
+                    key,
+                    feature,
+                    raw,
+                )
+                values[index] = 0
+    return dict(zip(features, values, strict=True))
 
 
 class _RedisCluster(RedisCluster):
@@ -149,15 +174,21 @@ class Store:
 
     async def features(self, context: Context) -> list[str]:
         """The features enabled for `context`, sorted by code point."""
-        return enabled_features(await self.key_members(context))
+        return enabled_features(await self.snapshot(context))
 
-    async def key_members(self, context: Context) -> list[list[str]]:
-        """The members of each of `flag_keys(context)`, in that order, from the same one script call.
-
-        What reasons and explanations are computed from (`model.evaluate_all`, `model.evaluate_feature`).
-        """
+    async def snapshot(self, context: Context) -> Snapshot:
+        """The members of each of `flag_keys(context)` and the percentages of each of `rollout_keys(context)`,
+        from one script call. What answers, reasons and explanations are computed from (`model`)."""
+        sets = flag_keys(context, self.key_prefix)
+        rollouts = rollout_keys(context, self.key_prefix)
         async with self._command():
-            return await self._evaluate(keys=flag_keys(context, self.key_prefix))
+            contents = await self._evaluate(keys=sets + rollouts)
+        split = len(sets)
+        return Snapshot(
+            context,
+            contents[:split],
+            [percentages(key, flat) for key, flat in zip(rollouts, contents[split:], strict=True)],
+        )
 
     async def all_keys(self) -> list[str]:
         """Every key under the prefix, unprefixed, by SCAN: in a cluster, on the node that holds the flags.
@@ -176,7 +207,7 @@ class Store:
                 if int(cursor) == 0:
                     return sorted(set(keys))
 
-    async def snapshot(self, keys: list[str]) -> tuple[int, list[Any]]:
+    async def snapshot_keys(self, keys: list[str]) -> tuple[int, list[Any]]:
         """The revision and the contents of `keys` (unprefixed), read atomically by lua/snapshot.lua."""
         async with self._command():
             revision, *contents = await self._snapshot(keys=[self.revision_key, *self._prefixed(keys)])
