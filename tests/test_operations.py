@@ -367,6 +367,15 @@ async def test_history_filters_by_feature_and_limits_newest_first(store: Store) 
         await run(store, "history", limit=0)
 
 
+async def test_history_of_one_feature_reads_past_one_batch_of_entries(store: Store) -> None:
+    settings = Settings(audit_length=1000)
+    for i in range(260):  # history reads the stream 100 entries at a time, newest first
+        arguments = {"operation": "enable", "feature": "a" if i % 3 == 0 else "b", "entity": f"user:u{i}"}
+        await operations.run(store, settings, "change", {**arguments, "actor": ACTOR})
+    entries = (await run(store, "history", feature="a", limit=80))["entries"]
+    assert [entry["entity"] for entry in entries] == [f"user:u{i}" for i in range(258, 18, -3)]
+
+
 async def test_the_audit_stream_is_capped(store: Store) -> None:
     for i in range(300):
         await change(store, "enable", "a", f"user:u{i}")
