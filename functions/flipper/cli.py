@@ -187,7 +187,7 @@ def _changed(target: Target, result: dict[str, Any], done: str, nothing: str) ->
 def _change_command(operation: str, verb: str, summary: str) -> None:
     """enable, disable and clear: one feature at one entity."""
 
-    @cli.command(operation, help=summary)
+    @cli.command(operation, help=summary, short_help=summary.partition(":")[0] + ".")
     @click.argument("feature")
     @entity_options()
     @message_option
@@ -204,7 +204,7 @@ _change_command(
 _change_command("clear", "cleared", "Clear FEATURE at one entity: out of both sets, no rollout (it inherits).")
 
 
-@cli.command()
+@cli.command(short_help="Roll FEATURE out to PERCENT of an entity's users.")
 @click.argument("feature")
 @click.argument("percent")
 @entity_options(users=False)
@@ -227,7 +227,7 @@ def rollout(target: Target, feature: str, percent: str, where: str, message: str
     )
 
 
-@cli.command()
+@cli.command(short_help="Delete FEATURE from every entity.")
 @click.argument("feature")
 @message_option
 @target_options
@@ -237,7 +237,7 @@ def delete(target: Target, feature: str, message: str | None) -> None:
     _changed(target, result, f"deleted {feature}", f"no entity names {feature}")
 
 
-@cli.command("list")
+@cli.command("list", short_help="Every feature and, per entity, on, off or rolled out.")
 @target_options
 def list_(target: Target) -> None:
     """Every feature in Redis and, per entity, enabled, disabled or rolled out."""
@@ -256,7 +256,7 @@ def list_(target: Target) -> None:
     target.echo({"revision": result["revision"], "features": features}, text)
 
 
-@cli.command()
+@cli.command(short_help="The features enabled for a caller (as GET /).")
 @caller_options
 @target_options
 def show(target: Target, caller: dict[str, Any]) -> None:
@@ -265,7 +265,7 @@ def show(target: Target, caller: dict[str, Any]) -> None:
     target.echo(result, "\n".join(result["features"]) or "no features enabled")
 
 
-@cli.command()
+@cli.command(short_help="Why FEATURE is on or off for a caller.")
 @click.argument("feature")
 @caller_options
 @target_options
@@ -282,7 +282,7 @@ def explain(target: Target, feature: str, caller: dict[str, Any]) -> None:
     target.echo(result, "\n".join(lines))
 
 
-@cli.command()
+@cli.command(short_help="The whole flag state as a flags file (YAML).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file, not stdout.")
 @target_options
 def export(target: Target, output: Path | None) -> None:
@@ -303,7 +303,7 @@ def export(target: Target, output: Path | None) -> None:
         )
 
 
-@cli.command()
+@cli.command(short_help="Plan, then make Redis match a flags file.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop: exit 0 when nothing would change, 2 otherwise.")
 @click.option("--prune", is_flag=True, help="Also clear every feature the file does not name.")
@@ -332,7 +332,7 @@ def apply(ctx: click.Context, target: Target, file: str, dry_run: bool, prune: b
     )
 
 
-@cli.command()
+@cli.command(short_help="Who changed what, when: newest first.")
 @click.argument("feature", required=False)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many entries.")
 @target_options
@@ -355,7 +355,7 @@ def history(target: Target, feature: str | None, limit: int) -> None:
     target.echo(result, text)
 
 
-@cli.command()
+@cli.command(short_help="Revert one audit entry.")
 @click.argument("entry")
 @click.option("--force", is_flag=True, help="Undo even when later entries changed the same flags.")
 @message_option
