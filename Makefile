@@ -19,7 +19,7 @@ BUILD_PYTHON := $(ROOT)$(BIN)/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INSTALL_REDIS := command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null)
 
-.PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api bench chaos console
+.PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api bench chaos console screenshot
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,9 @@ dev-server: install-develop ## Serve on $HOST:$PORT (127.0.0.1:5000); REDIS_URL,
 
 console: install-develop ## The operator console on 127.0.0.1:8765: REDIS_URL, or FLIPPER_FUNCTION/FLIPPER_STACK; CONSOLE_ARGS=--port 9000
 	$(BIN)/flipper console $(CONSOLE_ARGS)
+
+screenshot: install-develop ## Retake docs/console.png from the console's browser test (needs chromium)
+	FLIPPER_SCREENSHOT=1 $(BIN)/pytest -q -p no:randomly tests/test_console.py -k screenshot
 
 events: install-develop ## Regenerate the API Gateway and Function URL events in tests/events/ with sam
 	$(SAM) local generate-event apigateway aws-proxy --method GET --resource / --path "" --body "" > tests/events/rest-api.json

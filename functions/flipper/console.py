@@ -169,6 +169,8 @@ class Console:
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
         )
         self.templates.filters["describe"] = _change_text
         self.templates.filters["sign"] = _sign
