@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -365,3 +366,24 @@ def test_screenshot(page: Page, flags: redis.Redis, redis_server, tmp_path: Path
     path = ROOT / "docs" / "console.png" if os.environ.get("FLIPPER_SCREENSHOT") == "1" else tmp_path / "console.png"
     page.screenshot(path=path, full_page=True)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_unreachable_store_is_a_fast_503_page_saying_so() -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    command = ["console", "--redis-url", f"redis://127.0.0.1:{closed.getsockname()[1]}", "--port", "0"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flipper.cli", *command], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert process.stdout is not None
+        url = re.search(r"http://\S+", process.stdout.readline() + process.stdout.readline())
+        assert url
+        with httpx.Client(follow_redirects=True, timeout=10) as client:  # a hang would time out
+            answer = client.get(url[0])
+        assert answer.status_code == 503
+        assert "the flag store is unreachable" in answer.text
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        closed.close()
