@@ -344,6 +344,27 @@ def test_every_answer_forbids_scripts_and_frames_from_elsewhere(console: str, or
         assert "frame-ancestors 'none'" in policy
 
 
+def test_names_are_shown_as_text_never_as_markup(
+    console: str, origin: tuple[httpx.Client, str], flags: redis.Redis
+) -> None:
+    client, _ = origin
+    flags.sadd("group:<i>g</i>:positive", '<script>alert("x")</script>')  # written around Flipper
+    page = client.get(console.partition("?")[0]).text
+    assert "<script>alert" not in page
+    assert "<i>g</i>" not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+    assert 'data-entity="group:&lt;i&gt;g&lt;/i&gt;"' in page
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(redis_server: RedisServer, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["console", "--port", port, "--redis-url", redis_server.url]) == 1
+    assert capsys.readouterr().err == f"flipper: error: cannot serve on 127.0.0.1:{port}: Address already in use\n"
+
+
 def test_a_wildcard_address_is_refused(redis_server: RedisServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["console", "--host", "0.0.0.0", "--redis-url", redis_server.url]) == 1
     assert "not a wildcard" in capsys.readouterr().err

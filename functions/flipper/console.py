@@ -508,7 +508,11 @@ def serve(backend: Backend, host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise FlagError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
     port = sock.getsockname()[1]
     guard = guard_for(host, port)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
