@@ -183,11 +183,30 @@ def test_history_shows_the_actor_and_undo_restores_the_flags(page: Page, flags: 
     assert older.locator(".actor").inner_text() == OTHER
     undone = newest.get_attribute("data-entry")
     newest.get_by_role("button", name=f"Undo entry {undone}").click()
-    confirm(page, "+ dark enabled at global", "- dark no longer disabled at global")
+    confirm(page, "- dark no longer disabled at global", "+ dark enabled at global")
     assert (flags.smembers("global:positive"), flags.smembers("global:negative")) == ({"dark"}, set())
     top = page.locator("#history tbody tr").first
     expect(top).to_contain_text(f"undo of {undone}")
     assert top.locator(".actor").inner_text() == ACTOR
+
+
+def test_an_undo_over_later_changes_is_refused_naming_them_unless_forced(
+    page: Page, flags: redis.Redis, redis_server: RedisServer
+) -> None:
+    flipper(redis_server, "rollout", "dark", "10", "--global")
+    flipper(redis_server, "rollout", "dark", "20", "--global")
+    page.reload()
+    later, first = (row.get_attribute("data-entry") for row in page.locator("#history tbody tr").all())
+    page.get_by_role("button", name=f"Undo entry {first}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    expect(page.locator("#error")).to_have_text(
+        f"entries {later} changed the same flags since {first}; --force undoes anyway"
+    )
+    assert flags.get("revision") == "2"
+    page.get_by_role("button", name=f"Undo entry {first}").click()
+    page.get_by_role("dialog").get_by_label("Undo anyway").check()
+    confirm(page, "- dark rollout at global: 20 → -")  # what the undo changes now, not the entry's inverse
+    assert flags.hgetall("global:rollout") == {}
 
 
 def test_a_stale_page_is_refused_writes_nothing_and_shows_the_new_state(

@@ -258,10 +258,7 @@ class Console:
             state = await self.current(form)
         except CONSOLE_ERRORS as exc:
             return await self.failed(view, form, exc)
-        current = flags.memberships_of(state["flags"]["features"])
-        desired = {**current, **{(key, member): value for key, member, value in wanted}}
-        desired = {membership: value for membership, value in desired.items() if value}
-        changes = [list(change) for change in flags.plan(current, desired, [feature])]
+        changes = _changes(state, wanted)
         fields = {"operation": operation, "feature": feature, "entity": where}
         if percentage is not None:
             fields["percentage"] = flags.percentage(percentage)
@@ -290,13 +287,13 @@ class Console:
         found = next((e for e in history["entries"] if e["id"] == entry), None)
         if found is None:
             return await self.render(view, status=400, error=f"no entry {entry!r} in the last {HISTORY_LIMIT}")
-        changes = [[key, feature, after, before] for key, feature, before, after in found["changes"]]
+        changes = _changes(state, [(key, feature, before) for key, feature, before, _ in found["changes"]])
         dialog = Dialog(f"Undo entry {entry} by {found['actor']}", "/undo", {"entry": entry}, changes)
         return await self.confirm(view, state["revision"], dialog)
 
     async def undo(self, request: Request) -> Response:
         form = await self.form(request)
-        result = await self.write(form, "undo", {"entry": _field(form, "entry")})
+        result = await self.write(form, "undo", {"entry": _field(form, "entry"), "force": _field(form, "force") == "1"})
         return result if isinstance(result, Response) else self.done(form, result, f"undid {_field(form, 'entry')}")
 
     async def preview_apply(self, request: Request) -> Response:
@@ -457,6 +454,15 @@ def _entities(entry: Mapping[str, Any], match: str) -> dict[str, dict[str, Any]]
         for where in sorted(states, key=flags.entity_sort_key)
         if match.casefold() in where.casefold()
     }
+
+
+def _changes(state: dict[str, Any], wanted: list[tuple[str, str, str]]) -> list[list[str]]:
+    """The memberships that setting `wanted` (`(key, feature, value)`, "" removes) changes in the exported
+    `state`: exactly what the write will report, in the plan's order."""
+    current = flags.memberships_of(state["flags"]["features"])
+    desired = {**current, **{(key, feature): value for key, feature, value in wanted}}
+    desired = {membership: value for membership, value in desired.items() if value}
+    return [list(change) for change in flags.plan(current, desired, {feature for _, feature, _ in wanted})]
 
 
 def _sign(change: list[str]) -> str:
