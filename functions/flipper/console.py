@@ -42,7 +42,7 @@ from .writes import Refused
 
 HERE = Path(__file__).parent
 HISTORY_LIMIT = 20
-MAX_UPLOAD = 1024 * 1024  # a flags file larger than this is not one an operator reviews by eye
+MAX_UPLOAD = 1024 * 1024  # refused above this: far beyond any flags file an operator would review
 # No inline script or style, nothing from elsewhere, no framing: the page only talks to this server.
 HEADERS = {
     "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
