@@ -18,7 +18,7 @@ ROOT := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INSTALL_REDIS := command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null)
 
-.PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api bench chaos
+.PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api bench chaos console screenshot
 
 help: ## List every target
 	@# Two passes: the column is as wide as the longest name (build-FlipperFunction's included).
@@ -46,6 +46,12 @@ format: install-develop ## Rewrite files in ruff's style
 
 dev-server: install-develop ## Serve on $HOST:$PORT (127.0.0.1:5000); REDIS_URL, or an embedded store; RELOAD=1 reloads
 	$(BIN)/python -m flipper.devserver --host $(HOST) --port $(PORT) $(if $(RELOAD),--reload)
+
+console: install-develop ## The operator console on 127.0.0.1:8765: REDIS_URL, or FLIPPER_FUNCTION/FLIPPER_STACK; CONSOLE_ARGS=--port 9000
+	$(BIN)/flipper console $(CONSOLE_ARGS)
+
+screenshot: install-develop ## Retake docs/console.png from the console's browser test (needs chromium)
+	FLIPPER_SCREENSHOT=1 $(BIN)/pytest -q -p no:randomly tests/test_console.py -k screenshot
 
 events: install-develop ## Regenerate the API Gateway and Function URL events in tests/events/ with sam
 	$(SAM) local generate-event apigateway aws-proxy --method GET --resource / --path "" --body "" > tests/events/rest-api.json
@@ -81,8 +87,8 @@ build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package a
 	$(BUILD_PYTHON) -m pip install --quiet --no-compile --platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 	  --implementation cp --only-binary=:all: --target "$(ARTIFACTS_DIR)" --no-deps aws-xray-sdk wrapt
 	mkdir -p "$(ARTIFACTS_DIR)/flipper/lua"
-	@# Not the function's: the dev server (uvicorn) and the operator's command (click, PyYAML, boto3).
-	cp $(filter-out $(addprefix %/,devserver.py devstore.py cli.py flagfile.py backends.py),$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
+	@# Not the function's: the dev server (uvicorn) and the operator's command and console (click, PyYAML, boto3, Jinja2).
+	cp $(filter-out $(addprefix %/,devserver.py devstore.py cli.py flagfile.py backends.py console.py),$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
 	cp $(ROOT)lua/*.lua "$(ARTIFACTS_DIR)/flipper/lua/"
 
 deploy: build ## sam deploy (needs AWS credentials); CONFIG_ENV=prod for production, DEPLOY_ARGS=--guided the first time

@@ -4,16 +4,19 @@ from the `sam build` artifact, in this process, against a real redis-server. STS
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 import redis
 from moto import mock_aws
@@ -67,12 +70,13 @@ def function(
         monkeypatch.setenv(name, "testing")
     handler = import_from_artifact(artifact)
     received: list[dict[str, Any]] = []
+    instance = threading.Lock()  # one instance answers one event at a time (the console invokes concurrently)
 
     def invoke(FunctionName: str, Payload: bytes) -> dict[str, Any]:
         assert FunctionName == FUNCTION
         event = json.loads(Payload)
         received.append(event)
-        with contextlib.redirect_stdout(io.StringIO()):  # the function's logs and metrics go to CloudWatch
+        with instance, contextlib.redirect_stdout(io.StringIO()):  # the logs and metrics go to CloudWatch
             answer = handler.handler(event, LambdaContext())
         return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(answer).encode())}
 
@@ -193,3 +197,29 @@ def _with_invoke(client: Any, service: str, invoke: Any) -> Any:
     if service == "lambda":
         client.invoke = invoke
     return client
+
+
+def test_the_console_writes_through_the_function_as_the_callers_arn(
+    function: list[dict[str, Any]], flags: redis.Redis
+) -> None:
+    from flipper import console
+    from flipper.backends import FunctionBackend
+
+    guard, backend = console.guard_for("127.0.0.1", 8765), FunctionBackend(FUNCTION)
+    app = console.create_app(backend, guard, console.describe(backend))
+
+    async def operate() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8765") as client:
+            page = await client.get(f"/?token={guard.token}", follow_redirects=True)
+            assert (page.status_code, f"function {FUNCTION}" in page.text, MOTO_ARN in page.text) == (200, True, True)
+            form = {"csrf": guard.csrf, "back": "", "revision": "0"}
+            form |= {"operation": "enable", "feature": "feature_B", "entity": "group:g1"}
+            assert "+ feature_B enabled at group:g1" in (await client.post("/preview/change", data=form)).text
+            done = await client.post("/change", data=form | {"message": "from the console"}, follow_redirects=True)
+            assert "Done: enable feature_B for group:g1, 1 memberships changed" in done.text
+
+    asyncio.run(operate())
+    assert flags.smembers("{flipper}:group:g1:positive") == {"feature_B"}
+    [change] = [event["flipper_admin"] for event in function if event["flipper_admin"]["operation"] == "change"]
+    assert (change["arguments"]["actor"], change["arguments"]["revision"]) == (MOTO_ARN, 0)

@@ -151,7 +151,9 @@ def test_artifact_holds_the_dependencies_and_no_development_code_or_foreign_byte
     names = {re.split(r"[<>=!~\[ ]", dependency)[0].replace("-", "_").lower() for dependency in dependencies}
     installed = {path.name.split("-")[0].lower() for path in artifact.glob("*.dist-info")}
     assert names <= installed
-    # The dev server (uvicorn) and the operator's command (click, PyYAML, boto3) are not the function's.
-    for module in ("devserver", "devstore", "cli", "flagfile", "backends"):
+    # The dev server (uvicorn), the operator's command (click, PyYAML, boto3) and console are not the function's.
+    for module in ("devserver", "devstore", "cli", "flagfile", "backends", "console"):
         assert not (artifact / "flipper" / f"{module}.py").exists(), module
+    assert not (artifact / "flipper" / "templates").exists()
+    assert not (artifact / "flipper" / "static").exists()
     assert not list(artifact.rglob("*.pyc"))  # bytecode of the build machine's Python would be dead weight

@@ -471,3 +471,49 @@ async def export_with_own_store(settings: Settings) -> dict[str, Any]:
         return await run(store, "export")
     finally:
         await store.aclose()
+
+
+async def test_change_delete_and_undo_with_a_stale_revision_are_refused_and_write_nothing(store: Store) -> None:
+    done = await change(store, "enable", "a", "global")
+    loaded = done["revision"]  # what a console page was rendered at
+    await change(store, "enable", "b", "global")  # someone else, meanwhile
+    before = await dump(store)
+    stale = rf"^flags changed since revision {loaded} \(now {loaded + 1}\); nothing was written$"
+    with pytest.raises(Refused, match=stale):
+        await change(store, "disable", "a", "user:u1", revision=loaded)
+    with pytest.raises(Refused, match=stale):
+        await run(store, "delete", feature="a", actor=ACTOR, revision=loaded)
+    with pytest.raises(Refused, match=stale):
+        await run(store, "undo", entry=done["entry"], actor=ACTOR, revision=loaded)
+    assert await dump(store) == before
+
+
+async def test_change_delete_and_undo_at_the_current_revision_are_written(store: Store) -> None:
+    done = await change(store, "enable", "a", "global", revision=0)
+    assert done["revision"] == 1
+    changed = await change(store, "rollout", "a", "group:g1", percentage=25, revision=1)
+    assert changed["changes"] == [["group:g1:rollout", "a", "", "25"]]
+    undone = await run(store, "undo", entry=changed["entry"], actor=ACTOR, revision=2)
+    assert undone["changes"] == [["group:g1:rollout", "a", "25", ""]]
+    deleted = await run(store, "delete", feature="a", actor=ACTOR, revision=3)
+    assert (deleted["revision"], (await run(store, "export"))["flags"]["features"]) == (4, {})
+
+
+@pytest.mark.parametrize("revision", ["3", 2.0, True, [1]])
+async def test_a_revision_that_is_not_an_integer_is_refused(store: Store, revision: object) -> None:
+    with pytest.raises(FlagError, match=r"^revision must be an integer"):
+        await change(store, "enable", "a", "global", revision=revision)
+    assert await store.client.keys("*") == []
+
+
+def test_change_memberships_are_what_change_writes() -> None:
+    assert operations.change_memberships("clear", "a", "group:g1") == [
+        ("group:g1:positive", "a", ""),
+        ("group:g1:negative", "a", ""),
+        ("group:g1:rollout", "a", ""),
+    ]
+    assert operations.change_memberships("disable", "a", "user:u1") == [
+        ("user:u1:positive", "a", ""),
+        ("user:u1:negative", "a", "1"),
+    ]
+    assert operations.change_memberships("rollout", "a", "global", "12.50") == [("global:rollout", "a", "12.5")]

@@ -420,5 +420,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free one).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to serve on; loopback unless you mean it."
+)
+@target_options
+def console(target: Target, host: str, port: int) -> None:
+    """Serve the operator console on HOST:PORT: every flag, changes previewed then confirmed, evaluate as a
+    caller, history and undo, export and apply. Open the address it prints: it holds the console's token."""
+    from . import console as web  # Jinja2 and uvicorn: only this command needs them
+
+    with _failures():
+        web.serve(target.backend(), host, port)
+
+
 if __name__ == "__main__":
     sys.exit(main())

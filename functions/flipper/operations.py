@@ -101,17 +101,31 @@ async def change(
     actor: object,
     percentage: object = None,
     message: object = None,
+    revision: object = None,
 ) -> dict[str, Any]:
     """Enable, disable, clear or roll out one feature at one entity, through the audited write path.
 
     enable: in the entity's positive set, out of its negative set; disable: the reverse (a deny, which
     wins everywhere); clear: out of both and no rollout (inherit); rollout: the entity's percentage (0
-    removes it).
+    removes it). With `revision`, refused (Refused) unless the flags are still at that revision.
     """
-    if operation not in CHANGES:
-        raise FlagError(f"unknown change {operation!r}; expected one of {', '.join(CHANGES)}")
     name = _removable(feature) if operation == "clear" else check_name("feature name", feature, settings)
     where = flags.parse_entity(entity, settings)
+    return await _write(
+        store,
+        settings,
+        change_memberships(operation, name, where, percentage),
+        _audit(actor, operation, message, feature=name, entity=where),
+        expected_revision=_revision(revision),
+    )
+
+
+def change_memberships(
+    operation: object, feature: str, where: str, percentage: object = None
+) -> list[tuple[str, str, str]]:
+    """What `change` sets, as `(key, feature, value)` ("" removes): the console previews these before writing."""
+    if operation not in CHANGES:
+        raise FlagError(f"unknown change {operation!r}; expected one of {', '.join(CHANGES)}")
     if operation == "rollout":
         wanted = {flags.ROLLOUT: _rollout(where, percentage)}
     else:
@@ -123,12 +137,14 @@ async def change(
             wanted[flags.ROLLOUT] = ""
     if where.startswith("user:"):
         wanted.pop(flags.ROLLOUT, None)  # users have no rollout hash
-    return await _write(
-        store,
-        settings,
-        [(f"{where}:{kind}", name, value) for kind, value in wanted.items()],
-        _audit(actor, operation, message, feature=name, entity=where),
-    )
+    return [(f"{where}:{kind}", feature, value) for kind, value in wanted.items()]
+
+
+def _revision(revision: object) -> int | None:
+    """The revision a write expects (None: any), checked: the one a page was loaded or a plan made at."""
+    if revision is not None and (not isinstance(revision, int) or isinstance(revision, bool)):
+        raise FlagError("revision must be an integer: the revision the change was prepared at")
+    return revision
 
 
 def _removable(feature: object) -> str:
@@ -154,13 +170,16 @@ def _rollout(where: str, percentage: object) -> str:
 
 @_operation
 async def delete(
-    store: Store, settings: Settings, feature: object, actor: object, message: object = None
+    store: Store, settings: Settings, feature: object, actor: object, message: object = None, revision: object = None
 ) -> dict[str, Any]:
-    """The feature out of every set and rollout of every entity."""
+    """The feature out of every set and rollout of every entity; with `revision`, only if still at it."""
     name = _removable(feature)
+    expected = _revision(revision)
     _, state = await flags.read_state(store)
     wanted = [(key, member, "") for key, member in state if member == name]
-    return await _write(store, settings, wanted, _audit(actor, "delete", message, feature=name))
+    return await _write(
+        store, settings, wanted, _audit(actor, "delete", message, feature=name), expected_revision=expected
+    )
 
 
 @_operation
@@ -209,13 +228,23 @@ async def history(store: Store, settings: Settings, feature: object = None, limi
 
 @_operation
 async def undo(
-    store: Store, settings: Settings, entry: object, actor: object, force: object = False, message: object = None
+    store: Store,
+    settings: Settings,
+    entry: object,
+    actor: object,
+    force: object = False,
+    message: object = None,
+    revision: object = None,
 ) -> dict[str, Any]:
-    """The inverse of audit entry `entry`, itself audited; refused when later entries changed the same flags."""
+    """The inverse of audit entry `entry`, itself audited; refused when later entries changed the same flags,
+    or, with `revision`, when the flags are no longer at that revision."""
     if not isinstance(entry, str):
         raise FlagError("entry must be an audit entry id such as 1700000000000-0")
+    expected = _revision(revision)
     audit = _audit(actor, "undo", message)
-    result = await writes.undo(store, entry, audit=audit, force=force is True, audit_length=settings.audit_length)
+    result = await writes.undo(
+        store, entry, audit=audit, force=force is True, expected_revision=expected, audit_length=settings.audit_length
+    )
     return result.as_json()
 
 

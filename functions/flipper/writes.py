@@ -55,7 +55,7 @@ async def write(
         args += [index[key], member, value]
     status, revision, *rest = await store.write(keys, args)
     if status == "stale":
-        raise Refused(f"flags changed since the plan (revision {expected_revision}, now {revision}); run again")
+        raise Refused(f"flags changed since revision {expected_revision} (now {revision}); nothing was written")
     if status == "wrongtype":
         raise FlagError(f"key {revision!r} holds something other than Flipper expects there; nothing was written")
     if status == "unchanged":
@@ -126,12 +126,22 @@ def _memberships(entry: Entry) -> set[tuple[str, str]]:
     return {(key, member) for key, member, _, _ in entry.changes}
 
 
-async def undo(store: Store, id: str, *, audit: dict[str, str], force: bool = False, **options: Any) -> Result:
+async def undo(
+    store: Store,
+    id: str,
+    *,
+    audit: dict[str, str],
+    force: bool = False,
+    expected_revision: int | None = None,
+    **options: Any,
+) -> Result:
     """Apply the inverse of entry `id`, audited as an undo naming it.
 
-    Refused when a later entry changed the same memberships (naming those entries), unless `force`.
+    Refused when a later entry changed the same memberships (naming those entries), unless `force`; with
+    `expected_revision`, also when the flags are no longer at that revision.
     """
-    revision = await store.revision()  # before reading later entries: a write after them makes this stale
+    # Read before the later entries are (a write after them makes this stale), unless the caller knows its own.
+    revision = await store.revision() if expected_revision is None else expected_revision
     undone = await entry(store, id)
     touched = _memberships(undone)
     later = [
