@@ -169,6 +169,13 @@ def test_a_rollout_change_from_the_entitys_row(page: Page, flags: redis.Redis, r
     confirm(page, "~ search rollout at group:beta: 10 → 25")
     assert flags.hgetall("group:beta:rollout") == {"search": "25"}
     expect(row.locator(".state")).to_have_text("rollout 25%")
+    flipper(redis_server, "rollout", "search", "97.601", "--group", "beta")  # User;1's bucket: 97600
+    page.reload()
+    evaluate_as(page, groups="beta", user="User;1")
+    assert evaluated(page, "search").split() == [
+        *["search", "on", "SPLIT", "enabled", "by", "group:beta:rollout"],
+        *["rollout", "group:beta:rollout", "at", "97.601%:", "bucket", "97600"],
+    ]
 
 
 def test_history_shows_the_actor_and_undo_restores_the_flags(page: Page, flags: redis.Redis, redis_server) -> None:
