@@ -1,5 +1,6 @@
-"""A Lambda cold start, as near as this machine gets: the handler imported from the `sam build` artifact with
-no bytecode (the artifact ships none, so Lambda compiles every module it imports), in fresh processes.
+"""A Lambda cold start, as near as this machine gets: the handler imported from the `sam build` artifact in
+fresh processes that write no bytecode, as on Lambda: with none in the artifact (unless the build had a
+Python 3.13, see the Makefile's BYTECODE_PYTHON), every module imported is compiled from source.
 
 `python -m bench.coldstart` (after `make build`) starts its own redis-server holding the walk-through's flags
 and prints JSON: for each of 7 processes the import time of `flipper.handler` (settings, store, app, and the
