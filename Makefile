@@ -69,13 +69,18 @@ build: install-develop ## sam build: the Lambda artifact in .aws-sam/build/ (no 
 
 # sam build runs this (template Metadata: BuildMethod makefile) with ARTIFACTS_DIR set. pip fetches
 # wheels for Lambda's Python and arm64; only pure-Python wheels or optional extensions may land there,
-# so the artifact also imports here (tests/test_build.py). No bytecode: it would be this Python's.
+# so the artifact also imports here (tests/test_build.py). pip compiles nothing: it would be this Python's.
 # The Python that runs pip: the project's .venv when `make install-develop` made one, else the first
 # python3 on PATH that is 3.11 or newer (tomllib) and has pip, so `sam build` works on a fresh clone.
 # Recursive (=): the search runs only when this recipe does.
 BUILD_PYTHON = $(or $(wildcard $(ROOT)$(BIN)/python),$(shell for p in python3 python3.13 python3.12 python3.11; do \
   command -v $$p >/dev/null && $$p -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
   && command -v $$p && break; done))
+# Lambda cannot write bytecode (its code is read-only), so with none in the artifact every cold start
+# compiles each module it imports: most of its import time (docs/deploy.md, Cold start). Bytecode must be
+# Lambda's Python's own: it is added when a Python $(LAMBDA_PYTHON) is at hand (python$(LAMBDA_PYTHON) on PATH, or
+# BYTECODE_PYTHON=/path/to/it), as unchecked-hash .pyc files, used whatever file times the zip keeps.
+BYTECODE_PYTHON ?= python$(LAMBDA_PYTHON)
 build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package and its Lua script into $ARTIFACTS_DIR
 	@test -n "$(BUILD_PYTHON)" || { echo "build-FlipperFunction: needs python3 >= 3.11 with pip on PATH, or make install-develop" >&2; exit 1; }
 	@# The dependencies and the `speed` extra: hiredis parses replies in C (about 4x the evaluation rate);
@@ -90,6 +95,10 @@ build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package a
 	@# Not the function's: the dev server (uvicorn) and the operator's command and console (click, PyYAML, boto3, Jinja2).
 	cp $(filter-out $(addprefix %/,devserver.py devstore.py cli.py flagfile.py backends.py console.py),$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
 	cp $(ROOT)lua/*.lua "$(ARTIFACTS_DIR)/flipper/lua/"
+	@if $(BYTECODE_PYTHON) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(LAMBDA_PYTHON)")' 2>/dev/null; then \
+	  echo "bytecode for Python $(LAMBDA_PYTHON) by $(BYTECODE_PYTHON)"; \
+	  $(BYTECODE_PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)" >/dev/null; \
+	else echo "no Python $(LAMBDA_PYTHON) (BYTECODE_PYTHON=$(BYTECODE_PYTHON)): no bytecode; each cold start compiles"; fi
 
 deploy: build ## sam deploy (needs AWS credentials); CONFIG_ENV=prod for production, DEPLOY_ARGS=--guided the first time
 	$(SAM) deploy --config-env $(CONFIG_ENV) $(DEPLOY_ARGS)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench import report
+from bench import coldstart, report
 from bench.datasets import DATA_SETS, LARGE, ROLLOUTS
 from bench.run import RESULTS
 from bench.servers import RedisServer
@@ -89,3 +89,20 @@ def test_report_writes_its_table_into_the_performance_page(tmp_path: Path, monke
     table = text.split(report.START)[1].split(report.END)[0]
     assert table.strip() == report.table(results)
     assert f"({report.CHART.name})" in table  # the chart, linked relative to the page: beside it in docs/
+
+
+def test_coldstart_counts_what_flipper_imports_once_with_what_it_imports() -> None:
+    # -X importtime's report is post-order: a module's line follows the lines of what it imported.
+    report = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       100 |        100 |       redis.exceptions",
+            "import time:      2000 |       2000 |         contextlib",
+            "import time:      3000 |       5000 |       redis.client",
+            "import time:       500 |       5600 |     redis",
+            "import time:      1000 |       6600 |   flipper.store",
+            "import time:       400 |        400 |   json",
+            "import time:       200 |       7200 | flipper.handler",
+        ]
+    )
+    assert coldstart.slowest_packages(report, 3) == [("redis", 5.6), ("flipper", 1.2), ("json", 0.4)]

@@ -59,10 +59,12 @@ def prefixed_flags(redis_server: RedisServer) -> Iterator[None]:
     client.close()
 
 
-def serve_from_artifact(artifact: Path, tmp_path: Path, environ: dict[str, str], events: list[Any]) -> dict[str, Any]:
+def serve_from_artifact(
+    artifact: Path, tmp_path: Path, environ: dict[str, str], events: list[Any], python: str = sys.executable
+) -> dict[str, Any]:
     out = tmp_path / "out.json"
     subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", CHILD, str(artifact), str(out)],
+        [python, "-I", "-S", "-B", "-c", CHILD, str(artifact), str(out)],
         input=json.dumps(events),
         text=True,
         check=True,
@@ -156,4 +158,42 @@ def test_artifact_holds_the_dependencies_and_no_development_code_or_foreign_byte
         assert not (artifact / "flipper" / f"{module}.py").exists(), module
     assert not (artifact / "flipper" / "templates").exists()
     assert not (artifact / "flipper" / "static").exists()
-    assert not list(artifact.rglob("*.pyc"))  # bytecode of the build machine's Python would be dead weight
+    # Bytecode of the build machine's Python would be dead weight; Lambda's own (3.13) is welcome.
+    assert {path.suffixes[-2] for path in artifact.rglob("*.pyc")} <= {".cpython-313"}
+
+
+def python_313() -> str | None:
+    """A Python 3.13, Lambda's: on PATH, or one of pyenv's."""
+    candidates = [shutil.which("python3.13"), *map(str, Path.home().glob(".pyenv/versions/3.13*/bin/python3.13"))]
+    for candidate in filter(None, candidates):
+        version = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True)
+        if version.stdout.strip() == b"(3, 13)":
+            return candidate
+    return None
+
+
+def test_with_a_python_313_at_hand_the_artifact_carries_its_bytecode(
+    tmp_path: Path, redis_server: RedisServer, prefixed_flags: None
+) -> None:
+    """Lambda cannot write bytecode: compiled at build time, by Lambda's Python, a cold start compiles nothing."""
+    python = python_313()
+    if python is None:
+        pytest.skip("no Python 3.13 here (python3.13 on PATH, or pyenv's)")
+    artifact = tmp_path / "artifact"
+    subprocess.run(  # what sam build runs; from tmp_path, where the recipe leaves its requirements file
+        ["make", "-s", "-f", str(ROOT / "Makefile"), "build-FlipperFunction", f"ARTIFACTS_DIR={artifact}"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        env=os.environ | {"BYTECODE_PYTHON": python},
+        timeout=110,
+    )
+
+    sources = list((artifact / "flipper").glob("*.py"))
+    compiled = [source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc" for source in sources]
+    # PEP 552 flags: 0b01, hash-based and unchecked: used as is, whatever file times Lambda's zip keeps.
+    assert [int.from_bytes(pyc.read_bytes()[4:8], "little") for pyc in compiled] == [0b01] * len(sources)
+    event = request_event("http-api", "/", [("version", "v1"), ("group", "g1")])
+    environ = {"REDIS_URL": redis_server.url, "FLIPPER_KEY_PREFIX": "{flipper}:"}
+    result = serve_from_artifact(artifact, tmp_path, environ, [event], python=python)
+    assert [(r["statusCode"], r["body"]) for r in result["responses"]] == [(200, '{"features": ["feature_A"]}')]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -332,3 +335,27 @@ def test_tracing_is_opt_in(
     module = load_handler(**environ)
     assert ("aws_xray_sdk" in sys.modules) is traced
     assert invoke(module, request_event("http-api", "/health"))["statusCode"] == 200
+
+
+# A cold start in a fresh interpreter: the modules imported by then, and after a first GET /openapi.json.
+COLD_START = """
+import json, sys
+from flipper import handler
+from tests.lambda_events import LambdaContext, request_event
+cold = sorted(sys.modules)
+assert handler.handler(request_event("http-api", "/openapi.json"), LambdaContext())["statusCode"] == 200
+print(json.dumps({"cold": cold, "after": sorted(sys.modules)}))
+"""
+
+
+def test_cold_start_leaves_what_evaluations_do_not_need_to_its_first_use(redis_server: RedisServer) -> None:
+    root = Path(__file__).resolve().parents[1]
+    environ = os.environ | {"REDIS_URL": redis_server.url, "POWERTOOLS_TRACE_DISABLED": "true"}
+    result = subprocess.run(
+        [sys.executable, "-c", COLD_START], cwd=root, env=environ, capture_output=True, text=True, check=True
+    )
+    modules = json.loads(result.stdout.splitlines()[-1])  # after the metrics line
+    # powertools imports botocore's package alone (<1 ms, to register its user agent), never a session or client.
+    deferred = {"flipper.openapi", "boto3", "botocore.session", "botocore.client", "aws_xray_sdk"}
+    assert deferred & set(modules["cold"]) == set()
+    assert "flipper.openapi" in modules["after"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -15,7 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import ofrep, openapi
+from . import ofrep
 from ._utils import route_path
 from .auth import APIKeyMiddleware, api_keys
 from .caching import conditional
@@ -88,10 +89,15 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         flags = [ofrep.evaluation(result) for result in evaluate_all(await store.snapshot(context))]
         return conditional(request, bounded(JSONResponse({"flags": flags})), settings.cache_control)
 
-    api_document = JSONResponse(openapi.document(settings, secured=bool(keys))).body
+    @functools.cache
+    def api_document() -> bytes:
+        """Built on the first request for it, not at a cold start, which no evaluation should wait for."""
+        from . import openapi
+
+        return JSONResponse(openapi.document(settings, secured=bool(keys))).body
 
     async def openapi_json(request: Request) -> Response:
-        return Response(api_document, media_type="application/json")
+        return Response(api_document(), media_type="application/json")
 
     async def health(request: Request) -> Response:
         await store.ping()

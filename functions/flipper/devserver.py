@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             reload=args.reload,
             reload_dirs=[os.path.dirname(os.path.dirname(__file__))] if args.reload else None,
             log_level=settings.log_level.lower(),
-            # A line per request costs about a sixth of an evaluation's CPU (README, Performance): DEBUG only.
+            # A line per request costs about a sixth of an evaluation's CPU (docs/performance.md): DEBUG only.
             access_log=settings.log_level == "DEBUG",
         )
     finally:

@@ -2,8 +2,8 @@
 
 Everything below the imports runs at cold start only (Lambda's init phase), which also opens the Redis
 connection and loads the script. Warm invocations reuse the store, so its Redis connection stays open and
-its script stays registered. redis.asyncio connections belong to the event
-loop they were opened on, so every invocation runs on this module's one loop.
+its script stays registered. redis.asyncio connections belong to the event loop they were opened on, so
+every invocation runs on this module's one loop.
 """
 
 from __future__ import annotations
