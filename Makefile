@@ -14,15 +14,16 @@ export SAM_CLI_TELEMETRY ?= 0
 LAMBDA_PYTHON := 3.13
 LAMBDA_PLATFORM := manylinux2014_aarch64
 ROOT := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
-BUILD_PYTHON := $(ROOT)$(BIN)/python
 # bench and chaos start their own redis-server (and bench runs redis-benchmark): installed when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INSTALL_REDIS := command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null)
 
-.PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api bench chaos
+.PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api bench chaos console screenshot
 
 help: ## List every target
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@# Two passes: the column is as wide as the longest name (build-FlipperFunction's included).
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {name[++n] = $$1; text[n] = $$2; if (length($$1) > w) w = length($$1)} \
+	  END {for (i = 1; i <= n; i++) printf "  %-" w "s  %s\n", name[i], text[i]}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,12 @@ format: install-develop ## Rewrite files in ruff's style
 dev-server: install-develop ## Serve on $HOST:$PORT (127.0.0.1:5000); REDIS_URL, or an embedded store; RELOAD=1 reloads
 	$(BIN)/python -m flipper.devserver --host $(HOST) --port $(PORT) $(if $(RELOAD),--reload)
 
+console: install-develop ## The operator console on 127.0.0.1:8765: REDIS_URL, or FLIPPER_FUNCTION/FLIPPER_STACK; CONSOLE_ARGS=--port 9000
+	$(BIN)/flipper console $(CONSOLE_ARGS)
+
+screenshot: install-develop ## Retake docs/console.png from the console's browser test (needs chromium)
+	FLIPPER_SCREENSHOT=1 $(BIN)/pytest -q -p no:randomly tests/test_console.py -k screenshot
+
 events: install-develop ## Regenerate the API Gateway and Function URL events in tests/events/ with sam
 	$(SAM) local generate-event apigateway aws-proxy --method GET --resource / --path "" --body "" > tests/events/rest-api.json
 	$(SAM) local generate-event apigateway http-api-proxy --method GET --path "" --body "" > tests/events/http-api.json
@@ -62,8 +69,20 @@ build: install-develop ## sam build: the Lambda artifact in .aws-sam/build/ (no 
 
 # sam build runs this (template Metadata: BuildMethod makefile) with ARTIFACTS_DIR set. pip fetches
 # wheels for Lambda's Python and arm64; only pure-Python wheels or optional extensions may land there,
-# so the artifact also imports here (tests/test_build.py). No bytecode: it would be this Python's.
+# so the artifact also imports here (tests/test_build.py). pip compiles nothing: it would be this Python's.
+# The Python that runs pip: the project's .venv when `make install-develop` made one, else the first
+# python3 on PATH that is 3.11 or newer (tomllib) and has pip, so `sam build` works on a fresh clone.
+# Recursive (=): the search runs only when this recipe does.
+BUILD_PYTHON = $(or $(wildcard $(ROOT)$(BIN)/python),$(shell for p in python3 python3.13 python3.12 python3.11; do \
+  command -v $$p >/dev/null && $$p -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+  && command -v $$p && break; done))
+# Lambda cannot write bytecode (its code is read-only), so with none in the artifact every cold start
+# compiles each module it imports: most of its import time (docs/deploy.md, Cold start). Bytecode must be
+# Lambda's Python's own: it is added when a Python $(LAMBDA_PYTHON) is at hand (python$(LAMBDA_PYTHON) on PATH, or
+# BYTECODE_PYTHON=/path/to/it), as unchecked-hash .pyc files, used whatever file times the zip keeps.
+BYTECODE_PYTHON ?= python$(LAMBDA_PYTHON)
 build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package and its Lua script into $ARTIFACTS_DIR
+	@test -n "$(BUILD_PYTHON)" || { echo "build-FlipperFunction: needs python3 >= 3.11 with pip on PATH, or make install-develop" >&2; exit 1; }
 	@# The dependencies and the `speed` extra: hiredis parses replies in C (about 4x the evaluation rate);
 	@# its arm64 build does not load on the test machine, where redis-py falls back to its own parser.
 	$(BUILD_PYTHON) -c 'import tomllib; p = tomllib.load(open("$(ROOT)pyproject.toml", "rb"))["project"]; print(*p["dependencies"], *p["optional-dependencies"]["speed"], sep="\n")' > requirements-lambda.txt
@@ -73,8 +92,13 @@ build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package a
 	$(BUILD_PYTHON) -m pip install --quiet --no-compile --platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 	  --implementation cp --only-binary=:all: --target "$(ARTIFACTS_DIR)" --no-deps aws-xray-sdk wrapt
 	mkdir -p "$(ARTIFACTS_DIR)/flipper/lua"
-	cp $(filter-out %/devserver.py,$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
+	@# Not the function's: the dev server (uvicorn) and the operator's command and console (click, PyYAML, boto3, Jinja2).
+	cp $(filter-out $(addprefix %/,devserver.py devstore.py cli.py flagfile.py backends.py console.py),$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
 	cp $(ROOT)lua/*.lua "$(ARTIFACTS_DIR)/flipper/lua/"
+	@if $(BYTECODE_PYTHON) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(LAMBDA_PYTHON)")' 2>/dev/null; then \
+	  echo "bytecode for Python $(LAMBDA_PYTHON) by $(BYTECODE_PYTHON)"; \
+	  $(BYTECODE_PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)" >/dev/null; \
+	else echo "no Python $(LAMBDA_PYTHON) (BYTECODE_PYTHON=$(BYTECODE_PYTHON)): no bytecode; each cold start compiles"; fi
 
 deploy: build ## sam deploy (needs AWS credentials); CONFIG_ENV=prod for production, DEPLOY_ARGS=--guided the first time
 	$(SAM) deploy --config-env $(CONFIG_ENV) $(DEPLOY_ARGS)
@@ -82,7 +106,7 @@ deploy: build ## sam deploy (needs AWS credentials); CONFIG_ENV=prod for product
 local-api: build ## sam local start-api on :5000 with local-env.json (needs Docker, and Redis on the host's 6379)
 	$(SAM) local start-api
 
-bench: install-develop ## Benchmark (~5 min): latency, throughput vs /health, script vs SUNION; rewrites README Performance
+bench: install-develop ## Benchmark (~5 min): latency, throughput vs /health, script vs SUNION; rewrites docs/performance.md
 	$(INSTALL_REDIS)
 	$(BIN)/pip install --quiet matplotlib  # the chart only: not a dependency of Flipper
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -8,12 +8,13 @@ both sides alike:
   and the CPU time per request of Flipper's process and of Redis;
 - Redis alone (redis-benchmark): the evaluation script by EVALSHA against a native SUNION of the same
   positive sets and against the algebra done in Lua, and Redis's own µs per call (INFO commandstats);
-  the script in the cache's steady state (the revision alone) too.
+  the script in the cache's steady state (the revision alone) too;
+- the write path (bench/writes.py): an apply of 5,000 memberships, and the evaluation p99 while applies run.
 
 The large and rollouts data sets are measured again against a second Flipper with the cache on
 (FLIPPER_CACHE_MAX_AGE=30, the template's value): the `, cache` columns.
 
-It writes bench/results.json, then the README's Performance section and the chart (bench/report.py).
+It writes bench/results.json, then docs/performance.md's table and the chart (bench/report.py).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from flipper.model import revision_key
 from flipper.responses import JSONResponse
 from flipper.store import script_source
 
-from . import loadgen, report
+from . import loadgen, report, writes
 from .datasets import DATA_SETS, DataSet
 from .servers import FlipperServer, RedisServer, cpu_seconds
 from .stats import median_of, summarize
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per load run (default 4)")
     parser.add_argument("--redis-requests", type=int, default=50_000, help="requests per redis-benchmark run")
     parser.add_argument("--data-set", choices=sorted(DATA_SETS), action="append", help="default: all")
-    parser.add_argument("--no-report", action="store_true", help="do not rewrite README.md and the chart")
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/performance.md and the chart")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {
         "machine": machine(),
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
                     DATA_SETS[name], redis_server, cached, args, redis_side=False
                 )
         results["lambda"] = lambda_handler(redis_server, DATA_SETS["large"])
+        results["writes"] = writes.measure(redis_server, flipper, args.rounds, args.duration)
     finally:
         flipper.stop()
         cached.stop()

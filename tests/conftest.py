@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
+import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 
 import fakeredis
@@ -90,6 +94,23 @@ def live_url(redis_server: RedisServer, settings: Settings) -> Iterator[str]:
     thread.join()
 
 
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACT = ROOT / ".aws-sam" / "build" / "FlipperFunction"
+SAM = Path(sys.executable).with_name("sam")
+
+
+@pytest.fixture(scope="session")
+def artifact() -> Path:
+    """The Lambda artifact as `sam build` makes it from the current tree (no Docker: the makefile build)."""
+    if not SAM.exists():
+        pytest.fail(f"{SAM} is missing: `make install-develop` installs aws-sam-cli")
+    shutil.rmtree(ARTIFACT, ignore_errors=True)
+    subprocess.run(
+        [str(SAM), "build"], cwd=ROOT, check=True, capture_output=True, env=os.environ | {"SAM_CLI_TELEMETRY": "0"}
+    )
+    return ARTIFACT
+
+
 LoadHandler = Callable[..., ModuleType]
 
 
@@ -112,3 +133,31 @@ def load_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadHandler]:
         module.loop.close()
     asyncio.set_event_loop(None)
     sys.modules.pop("flipper.handler", None)
+
+
+class Observer:
+    """What Redis itself says about the function: connections received, clients, commands run."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.client = redis.Redis(port=server.port, decode_responses=True)
+        self.client.sadd("version:v1:positive", "feature_A")
+        self.reset()
+
+    def reset(self) -> None:
+        """Count from now on (after a restart too: the observer's own reconnection is not counted)."""
+        self.client.config_resetstat()
+        self.connections_before = self.client.info("stats")["total_connections_received"]
+
+    def new_connections(self) -> int:
+        return self.client.info("stats")["total_connections_received"] - self.connections_before
+
+    def calls(self, command: str) -> int:
+        return self.client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+
+
+@pytest.fixture
+def observer(own_redis_server: RedisServer) -> Iterator[Observer]:
+    """An observer of the test's own Redis, which holds `version:v1:positive = {feature_A}`."""
+    observer = Observer(own_redis_server)
+    yield observer
+    observer.client.close()

@@ -116,3 +116,37 @@ async def test_a_store_error_is_a_json_500_without_traceback(
     response = await client.get("/")
     assert (response.status_code, response.json()) == (500, {"error": "the flag store answered with an error"})
     assert [record.exc_info for record in caplog.records if record.name == "flipper"] == [None]
+
+
+# Ten 20-character names: `{"features": [...]}` is 16 + 10 * 22 + 9 * 2 bytes long.
+NAMES = [f"feature_{index:012d}" for index in range(10)]
+FEATURES_BYTES = 16 + 10 * 22 + 9 * 2
+
+
+@pytest.mark.parametrize("settings", [Settings(max_response_bytes=FEATURES_BYTES)])
+async def test_an_answer_at_the_size_limit_is_served(client: httpx.AsyncClient, store: Store) -> None:
+    await store.client.sadd("global:positive", *NAMES)
+    response = await client.get("/")
+    assert (response.status_code, len(response.content)) == (200, FEATURES_BYTES)
+
+
+@pytest.mark.parametrize("settings", [Settings(max_response_bytes=FEATURES_BYTES - 1)])
+async def test_an_answer_over_the_size_limit_is_a_json_500_naming_it(client: httpx.AsyncClient, store: Store) -> None:
+    """Lambda cannot return more than 6 MB: past FLIPPER_MAX_RESPONSE_BYTES Flipper says so in JSON, rather than
+    leaving API Gateway to answer a bare 500. OFREP's bulk answer is bounded too, in OFREP's shape."""
+    await store.client.sadd("global:positive", *NAMES)
+    limit = FEATURES_BYTES - 1
+    response = await client.get("/")
+    assert (response.status_code, response.json()) == (
+        500,
+        {
+            "error": f"the answer is {FEATURES_BYTES} bytes long; the limit is {limit} (FLIPPER_MAX_RESPONSE_BYTES): "
+            "too many flags apply to this caller"
+        },
+    )
+    bulk = await client.post("/ofrep/v1/evaluate/flags", json={})
+    assert bulk.status_code == 500
+    assert bulk.json()["errorCode"] == "GENERAL"
+    assert bulk.json()["errorDetails"].startswith("the answer is ")
+    single = await client.post("/ofrep/v1/evaluate/flags/" + NAMES[0], json={})
+    assert (single.status_code, single.json()["value"]) == (200, True)

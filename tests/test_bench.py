@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import redis
 
+from bench import coldstart, report
 from bench.datasets import DATA_SETS, LARGE, ROLLOUTS
+from bench.run import RESULTS
 from bench.servers import RedisServer
 from bench.stats import percentile, summarize
 from flipper.settings import Settings
 from flipper.store import Store
 from tests.test_store import reference_bucket
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_large_data_set_has_the_issue_sizes() -> None:
@@ -65,3 +72,37 @@ def test_summarize_counts_only_right_answers_toward_the_rate() -> None:
     assert (summary["requests"], summary["ok"], summary["rate"]) == (4, 1, 0.5)
     assert summary["statuses"] == {"200": 2, "503": 1, "0": 1}
     assert summary["max"] == pytest.approx(500.0)
+
+
+def test_report_writes_its_table_into_the_performance_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert report.PAGE == report.CHART.with_suffix(".md") == ROOT / "docs" / "performance.md"
+    page = tmp_path / "docs" / "performance.md"
+    page.parent.mkdir()
+    page.write_text(report.PAGE.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(report, "PAGE", page)
+    monkeypatch.setattr(report, "chart", lambda results: None)  # matplotlib is make bench's alone
+    results = json.loads(RESULTS.read_text())
+    report.write(results)
+
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# Performance")  # the prose around the markers is kept
+    table = text.split(report.START)[1].split(report.END)[0]
+    assert table.strip() == report.table(results)
+    assert f"({report.CHART.name})" in table  # the chart, linked relative to the page: beside it in docs/
+
+
+def test_coldstart_counts_what_flipper_imports_once_with_what_it_imports() -> None:
+    # -X importtime's report is post-order: a module's line follows the lines of what it imported.
+    report = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       100 |        100 |       redis.exceptions",
+            "import time:      2000 |       2000 |         contextlib",
+            "import time:      3000 |       5000 |       redis.client",
+            "import time:       500 |       5600 |     redis",
+            "import time:      1000 |       6600 |   flipper.store",
+            "import time:       400 |        400 |   json",
+            "import time:       200 |       7200 | flipper.handler",
+        ]
+    )
+    assert coldstart.slowest_packages(report, 3) == [("redis", 5.6), ("flipper", 1.2), ("json", 0.4)]

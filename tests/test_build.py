@@ -3,7 +3,8 @@
 The test runs `sam build` itself, so the artifact is the one the current tree makes, then imports the
 handler in a fresh interpreter (-I -S: no site-packages, no PYTHONPATH) whose sys.path holds only the
 standard library and the artifact. The artifact holds Lambda's wheels (Python 3.13, arm64): this proves
-that what the handler imports is pure Python, and the script ships inside the package.
+that what the handler imports is pure Python, and the script ships inside the package. A fresh clone
+with no .venv builds too.
 """
 
 from __future__ import annotations
@@ -24,11 +25,8 @@ import redis
 
 from bench.servers import RedisServer
 from flipper.store import script_source
+from tests.conftest import ROOT, SAM
 from tests.lambda_events import KINDS, request_event
-
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACT = ROOT / ".aws-sam" / "build" / "FlipperFunction"
-SAM = Path(sys.executable).with_name("sam")
 
 # Runs in the isolated interpreter: import the handler from the artifact, serve the events from stdin.
 CHILD = """
@@ -52,17 +50,6 @@ json.dump({"responses": responses, "files": files, "path": sys.path, "script": s
 """
 
 
-@pytest.fixture(scope="module")
-def artifact() -> Path:
-    if not SAM.exists():
-        pytest.fail(f"{SAM} is missing: `make install-develop` installs aws-sam-cli")
-    shutil.rmtree(ARTIFACT, ignore_errors=True)
-    subprocess.run(
-        [str(SAM), "build"], cwd=ROOT, check=True, capture_output=True, env=os.environ | {"SAM_CLI_TELEMETRY": "0"}
-    )
-    return ARTIFACT
-
-
 @pytest.fixture
 def prefixed_flags(redis_server: RedisServer) -> Iterator[None]:
     client = redis.Redis(port=redis_server.port)
@@ -73,10 +60,12 @@ def prefixed_flags(redis_server: RedisServer) -> Iterator[None]:
     client.close()
 
 
-def serve_from_artifact(artifact: Path, tmp_path: Path, environ: dict[str, str], events: list[Any]) -> dict[str, Any]:
+def serve_from_artifact(
+    artifact: Path, tmp_path: Path, environ: dict[str, str], events: list[Any], python: str = sys.executable
+) -> dict[str, Any]:
     out = tmp_path / "out.json"
     subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", CHILD, str(artifact), str(out)],
+        [python, "-I", "-S", "-B", "-c", CHILD, str(artifact), str(out)],
         input=json.dumps(events),
         text=True,
         check=True,
@@ -94,7 +83,17 @@ def test_artifact_serves_every_event_kind_on_its_own(
     events = [
         *(request_event(kind, "/", query) for kind in KINDS),
         request_event("rest-api", "/health"),
-        {"flipper_admin": ["SADD", "group:g1:positive", "special_g1_feature"]},
+        {
+            "flipper_admin": {
+                "operation": "change",
+                "arguments": {
+                    "operation": "enable",
+                    "feature": "special_g1_feature",
+                    "entity": "group:g1",
+                    "actor": "t",
+                },
+            }
+        },
         request_event("http-api", "/", query),
     ]
     result = serve_from_artifact(
@@ -104,14 +103,50 @@ def test_artifact_serves_every_event_kind_on_its_own(
     *features, health, admin, after_admin = result["responses"]
     assert [(r["statusCode"], r["body"]) for r in features] == [(200, '{"features": ["feature_A"]}')] * len(KINDS)
     assert (health["statusCode"], json.loads(health["body"])) == (200, {"status": "ok"})
-    assert admin == {"result": 1}
+    assert admin["result"]["changes"] == [["group:g1:positive", "special_g1_feature", "", "1"]]
     assert after_admin["body"] == '{"features": ["feature_A", "special_g1_feature"]}'
     # Nothing came from outside the standard library and the artifact.
     outside = [file for file in result["files"] if not file.startswith(str(artifact)) and "site-packages" in file]
     assert outside == []
     assert str(ROOT / "functions") not in result["path"]
     assert result["script"] == script_source()
-    assert (artifact / "flipper" / "lua" / "evaluate.lua").is_file()
+    assert {path.name for path in (artifact / "flipper" / "lua").iterdir()} == {
+        path.name for path in (ROOT / "lua").glob("*.lua")
+    }
+
+
+def test_sam_build_works_on_a_fresh_clone_with_nothing_run_before(
+    tmp_path: Path, redis_server: RedisServer, prefixed_flags: None
+) -> None:
+    """The first command a SAM user types: no `make install-develop`, no .venv; any python3 >= 3.11 with pip
+    on PATH builds, and `sam local start-api` then gets as far as wanting Docker."""
+    clone = tmp_path / "clone"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True)
+    subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(ROOT), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "--quiet", head.stdout.strip()], cwd=clone, check=True)
+    # Plus the uncommitted changes to tracked files, so the test builds the tree being worked on.
+    changes = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(["git", "apply", "--allow-empty"], cwd=clone, input=changes.stdout, check=True)
+    # Without this checkout's .venv on PATH, as on a newcomer's machine.
+    path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if not d.startswith(str(ROOT)))
+    environ = os.environ | {"SAM_CLI_TELEMETRY": "0", "PATH": path}
+    build = subprocess.run([str(SAM), "build"], cwd=clone, capture_output=True, text=True, env=environ, timeout=110)
+    assert build.returncode == 0, build.stderr
+    assert not (clone / ".venv").exists()
+
+    event = request_event("http-api", "/", [("version", "v1"), ("group", "g1")])
+    result = serve_from_artifact(
+        clone / ".aws-sam" / "build" / "FlipperFunction",
+        tmp_path,
+        {"REDIS_URL": redis_server.url, "FLIPPER_KEY_PREFIX": "{flipper}:"},
+        [event],
+    )
+    assert [(r["statusCode"], r["body"]) for r in result["responses"]] == [(200, '{"features": ["feature_A"]}')]
+
+    local = subprocess.run(
+        [str(SAM), "local", "start-api"], cwd=clone, capture_output=True, text=True, env=environ, timeout=60
+    )
+    assert "requires a container runtime" in local.stdout + local.stderr
 
 
 def test_artifact_holds_the_dependencies_and_no_development_code_or_foreign_bytecode(artifact: Path) -> None:
@@ -119,5 +154,47 @@ def test_artifact_holds_the_dependencies_and_no_development_code_or_foreign_byte
     names = {re.split(r"[<>=!~\[ ]", dependency)[0].replace("-", "_").lower() for dependency in dependencies}
     installed = {path.name.split("-")[0].lower() for path in artifact.glob("*.dist-info")}
     assert names <= installed
-    assert not (artifact / "flipper" / "devserver.py").exists()  # uvicorn is not in the artifact
-    assert not list(artifact.rglob("*.pyc"))  # bytecode of the build machine's Python would be dead weight
+    # The dev server (uvicorn), the operator's command (click, PyYAML, boto3) and console are not the function's.
+    for module in ("devserver", "devstore", "cli", "flagfile", "backends", "console"):
+        assert not (artifact / "flipper" / f"{module}.py").exists(), module
+    assert not (artifact / "flipper" / "templates").exists()
+    assert not (artifact / "flipper" / "static").exists()
+    # Bytecode of the build machine's Python would be dead weight; Lambda's own (3.13) is welcome.
+    assert {path.suffixes[-2] for path in artifact.rglob("*.pyc")} <= {".cpython-313"}
+
+
+def python_313() -> str | None:
+    """A Python 3.13, Lambda's: on PATH, or one of pyenv's."""
+    candidates = [shutil.which("python3.13"), *map(str, Path.home().glob(".pyenv/versions/3.13*/bin/python3.13"))]
+    for candidate in filter(None, candidates):
+        version = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True)
+        if version.stdout.strip() == b"(3, 13)":
+            return candidate
+    return None
+
+
+def test_with_a_python_313_at_hand_the_artifact_carries_its_bytecode(
+    tmp_path: Path, redis_server: RedisServer, prefixed_flags: None
+) -> None:
+    """Lambda cannot write bytecode: compiled at build time, by Lambda's Python, a cold start compiles nothing."""
+    python = python_313()
+    if python is None:
+        pytest.skip("no Python 3.13 here (python3.13 on PATH, or pyenv's)")
+    artifact = tmp_path / "artifact"
+    subprocess.run(  # what sam build runs; from tmp_path, where the recipe leaves its requirements file
+        ["make", "-s", "-f", str(ROOT / "Makefile"), "build-FlipperFunction", f"ARTIFACTS_DIR={artifact}"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        env=os.environ | {"BYTECODE_PYTHON": python},
+        timeout=110,
+    )
+
+    sources = list((artifact / "flipper").glob("*.py"))
+    compiled = [source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc" for source in sources]
+    # PEP 552 flags: 0b01, hash-based and unchecked: used as is, whatever file times Lambda's zip keeps.
+    assert [int.from_bytes(pyc.read_bytes()[4:8], "little") for pyc in compiled] == [0b01] * len(sources)
+    event = request_event("http-api", "/", [("version", "v1"), ("group", "g1")])
+    environ = {"REDIS_URL": redis_server.url, "FLIPPER_KEY_PREFIX": "{flipper}:"}
+    result = serve_from_artifact(artifact, tmp_path, environ, [event], python=python)
+    assert [(r["statusCode"], r["body"]) for r in result["responses"]] == [(200, '{"features": ["feature_A"]}')]

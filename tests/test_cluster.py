@@ -6,6 +6,7 @@ guarantees; without one, the app refuses to start.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import time
@@ -15,12 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from bench.servers import RedisServer, free_port
-from flipper import admin
+from flipper import admin, operations
 from flipper.app import create_app
 from flipper.model import Context, flag_keys, rollout_keys
 from flipper.settings import Settings, SettingsError, has_hash_tag
@@ -215,9 +217,29 @@ def test_handler_serves_from_the_cluster_as_in_lambda(
     for kind in KINDS:
         response = module.handler(request_event(kind, "/", [("version", "v1"), ("group", "g1")]), LambdaContext())
         assert (response["statusCode"], response["body"]) == (200, '{"features": ["feature_A"]}')
-    assert module.handler({"flipper_admin": ["SMEMBERS", "group:g1:negative"]}, LambdaContext()) == {
-        "result": ["feature_B"]
+    exported = module.handler({"flipper_admin": {"operation": "export"}}, LambdaContext())["result"]["flags"]
+    assert exported["features"] == {
+        "feature_A": {"enabled": ["version:v1"]},
+        "feature_B": {"enabled": ["version:v1"], "disabled": ["group:g1"]},
     }
+
+
+def test_handler_init_loads_the_script_on_the_node_that_holds_the_flags(
+    load_handler: LoadHandler, cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    nodes = [redis.Redis(port=node.port) for node in cluster]
+    for node in nodes:
+        node.script_flush()
+    module = load_handler(REDIS_URL=cluster[2].url, FLIPPER_REDIS_CLUSTER="true", FLIPPER_KEY_PREFIX=PREFIX)
+
+    flags_node = writer.get_node_from_key(PREFIX + "global:positive")
+    loaded = {
+        node.connection_pool.connection_kwargs["port"]: node.script_exists(module.store._evaluate.sha)[0]
+        for node in nodes
+    }
+    assert loaded == {node.port: node.port == flags_node.port for node in cluster}
+    for node in nodes:
+        node.close()
 
 
 def test_handler_refuses_to_start_in_cluster_mode_without_hash_tag(
@@ -235,8 +257,9 @@ async def test_a_cluster_that_cannot_be_reached_is_unavailable_not_an_error() ->
         await store.features(Context())
     with pytest.raises(StoreUnavailable):
         await store.ping()
-    answer = await admin.run(store, {"flipper_admin": ["SMEMBERS", "global:positive"]})
+    answer = await admin.run(store, Settings(), {"flipper_admin": {"operation": "export"}})
     assert answer["error"].startswith("the flag store failed: ")
+    assert answer["kind"] == "store"
     await store.aclose()
 
 
@@ -266,4 +289,57 @@ async def test_a_hung_flag_node_costs_one_command_timeout_and_fails_health(
             node.signal(signal.SIGCONT)
         response = await client.get("/?version=v1")
         assert (response.status_code, response.json()) == (200, {"features": ["feature_A"]})
+    await store.aclose()
+
+
+async def test_the_write_path_works_in_one_slot_on_the_cluster(
+    cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    """Every key a change touches (flags, revision, audit) shares the prefix's slot: changes, export, apply,
+    history and undo all run on the cluster, and the evaluation sees them."""
+    writer.sadd(PREFIX + "version:v1:positive", "raw")  # written around Flipper
+    settings = Settings(redis_url=cluster[1].url, redis_cluster=True, key_prefix=PREFIX, audit_length=100)
+    store = Store.from_settings(settings)
+    enabled = await operations.run(
+        store, settings, "change", {"operation": "enable", "feature": "a", "entity": "group:g1", "actor": "t"}
+    )
+    document = {"flipper": 1, "features": {"b": {"disabled": ["global"], "rollout": {"version:v1": 50}}}}
+    planned = await operations.run(store, settings, "plan", {"flags_file": document})
+    await operations.run(
+        store, settings, "apply", {"flags_file": document, "revision": planned["revision"], "actor": "t"}
+    )
+    exported = await operations.run(store, settings, "export", {})
+    assert exported["flags"]["features"] == {
+        "a": {"enabled": ["group:g1"]},
+        "b": {"disabled": ["global"], "rollout": {"version:v1": "50"}},
+        "raw": {"enabled": ["version:v1"]},
+    }
+    assert await store.features(Context(version="v1", groups=("g1",))) == ["a", "raw"]
+    await operations.run(store, settings, "undo", {"entry": enabled["entry"], "actor": "t"})
+    history = await operations.run(store, settings, "history", {})
+    assert [entry["operation"] for entry in history["entries"]] == ["undo", "apply", "enable"]
+    assert writer.get(PREFIX + "revision") == "3"
+    await store.aclose()
+
+
+async def test_connections_idle_too_long_are_replaced_on_every_node(
+    cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    """As on a single Redis (tests/test_resilience.py): unused for `redis_idle_reconnect` seconds, the
+    cluster client's connections are closed before use and new ones opened."""
+    writer.sadd(PREFIX + "version:v1:positive", "feature_A")
+    owner = writer.get_node_from_key(PREFIX + "global:positive")
+    settings = Settings(redis_url=cluster[0].url, redis_cluster=True, key_prefix=PREFIX, redis_idle_reconnect=0.2)
+    store = Store.from_settings(settings)
+
+    def connections() -> int:
+        return writer.info("stats", target_nodes=owner)["total_connections_received"]
+
+    assert await store.features(Context(version="v1")) == ["feature_A"]
+    before = connections()
+    assert await store.features(Context(version="v1")) == ["feature_A"]
+    assert connections() == before  # in use: kept
+    await asyncio.sleep(0.3)
+    assert await store.features(Context(version="v1")) == ["feature_A"]
+    assert connections() == before + 1  # idle: replaced
     await store.aclose()

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
 from bench.servers import RedisServer, free_port
+from flipper import devstore
 
 
 class DevServer:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flipper.devserver", "--port", str(self.port)],
+            [sys.executable, "-m", "flipper.devserver", "--port", str(self.port), *args],
             env=env,
             stderr=subprocess.PIPE,
             text=True,
@@ -47,8 +50,10 @@ class DevServer:
 
 
 @pytest.fixture
-def clean_env() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if name != "REDIS_URL"}
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """The environment without REDIS_URL, and a runtime directory of the test's own for devstore's file."""
+    env = {name: value for name, value in os.environ.items() if name != "REDIS_URL"}
+    return {**env, "XDG_RUNTIME_DIR": str(tmp_path)}
 
 
 def run_walkthrough(writer: redis.Redis, base_url: str) -> None:
@@ -102,3 +107,33 @@ def test_a_bad_setting_stops_the_start_naming_the_variable(clean_env: dict[str, 
         result.stderr.strip()
         == "flipper: FLIPPER_COMMAND_TIMEOUT='never' is invalid: could not convert string to float: 'never'"
     )
+
+
+def test_a_taken_store_port_is_said_loudly_with_the_commands_to_use(
+    clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Port 6379 held by a real Redis: the embedded store moves, and the dev server says where and what to type;
+    devstore records the store's URL while the server runs, for the flipper command, and removes it at exit."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", clean_env["XDG_RUNTIME_DIR"])
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        wanted = taken.getsockname()[1]
+        server = DevServer(clean_env, "--store-port", str(wanted))
+        try:
+            assert server.process.stderr is not None
+            warning = server.process.stderr.readline()
+            port = int(re.search(r"listening on redis://127\.0\.0\.1:(\d+)", server.first_line)[1])
+            assert port != wanted
+            assert warning.startswith(f"WARNING:     port {wanted} is taken")
+            assert f"redis-cli -p {port} SADD version:v1:positive feature_A" in warning
+            assert f"REDIS_URL=redis://127.0.0.1:{wanted} make dev-server" in warning
+            assert devstore.recorded_url() == f"redis://127.0.0.1:{port}"
+            with redis.Redis(port=port, decode_responses=True) as writer:
+                run_walkthrough(writer, server.base_url)
+        finally:
+            server.stop()
+    assert not devstore.path().exists()
+    assert devstore.recorded_url() is None
+
+
+def test_the_embedded_store_says_it_is_in_memory(embedded: DevServer) -> None:
+    assert "in memory only" in embedded.first_line

@@ -85,6 +85,16 @@ async def test_names_with_slashes_and_colons(client: httpx.AsyncClient, store: S
         ("/features/x?user=", "query parameter 'user' is empty"),
         ("/features/", "feature name is empty"),
         ("/features/%FF", "feature name is not valid UTF-8"),
+        # Valid UTF-8, but the character servers put in place of invalid bytes: refused, and said so.
+        (
+            "/features/%EF%BF%BD",
+            "feature name contains U+FFFD, the character that stands in for invalid UTF-8; names may not hold it",
+        ),
+        (
+            "/features/x?group=a%EF%BF%BDb",
+            "query parameter 'group' contains U+FFFD, the character that stands in "
+            "for invalid UTF-8; names may not hold it",
+        ),
         ("/features/123456789", "feature name is 9 characters long; the limit is 8"),
     ],
 )

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -13,8 +18,12 @@ import pytest
 import redis
 
 from bench.servers import RedisServer
-from tests.conftest import LoadHandler
+from tests.conftest import LoadHandler, Observer
 from tests.lambda_events import KINDS, LambdaContext, request_event, request_id
+from tests.test_template import function_cors_origins, load_template
+
+# The import of an already-imported handler's dependencies, on a busy shared machine.
+IMPORT_SLACK_SECONDS = 1.0
 
 
 def invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
@@ -71,26 +80,51 @@ def test_health_and_errors_are_json(handler: ModuleType, kind: str) -> None:
 
 
 def test_warm_invocations_share_one_connection_and_one_script_load(
-    load_handler: LoadHandler, own_redis_server: RedisServer
+    load_handler: LoadHandler, own_redis_server: RedisServer, observer: Observer
 ) -> None:
     """100 invocations in one container: Redis accepts one connection and loads the script once."""
-    observer = redis.Redis(port=own_redis_server.port, decode_responses=True)
-    observer.sadd("version:v1:positive", "feature_A")
-    observer.config_resetstat()
-    connections_before = observer.info("stats")["total_connections_received"]
     module = load_handler(REDIS_URL=own_redis_server.url, FLIPPER_KEY_PREFIX="")
 
     for kind in KINDS * 34:  # 102 invocations, every payload format
         response = invoke(module, request_event(kind, "/", [("version", "v1")]))
         assert body(response) == {"features": ["feature_A"]}
 
-    assert observer.info("stats")["total_connections_received"] - connections_before == 1
-    assert len(observer.client_list()) == 2  # the observer and the function's one connection
-    commands = observer.info("commandstats")
-    assert commands["cmdstat_script|load"]["calls"] == 1
-    # The first call finds the script missing (NOSCRIPT), loads it, and calls again: 103 for 102 invocations.
-    assert commands["cmdstat_evalsha"]["calls"] == 103
-    observer.close()
+    assert observer.new_connections() == 1
+    assert len(observer.client.client_list()) == 2  # the observer and the function's one connection
+    # Loaded once, at init, so no call finds it missing (NOSCRIPT): one EVALSHA per invocation.
+    assert (observer.calls("script|load"), observer.calls("evalsha")) == (1, 102)
+
+
+def test_init_opens_the_connection_and_loads_the_script_before_the_first_invocation(
+    load_handler: LoadHandler, own_redis_server: RedisServer, observer: Observer
+) -> None:
+    module = load_handler(REDIS_URL=own_redis_server.url, FLIPPER_KEY_PREFIX="")
+
+    assert len(observer.client.client_list()) == 2  # the observer and the function's connection, before any event
+    assert observer.client.script_exists(module.store._evaluate.sha) == [True]
+    response = invoke(module, request_event("http-api", "/", [("version", "v1")]))
+    assert body(response) == {"features": ["feature_A"]}
+    assert observer.new_connections() == 1  # the first invocation opened nothing new
+    assert (observer.calls("script|load"), observer.calls("evalsha")) == (1, 1)
+
+
+@pytest.mark.parametrize("fault", ["down", "hung"])
+def test_init_with_the_store_down_or_hung_logs_and_leaves_it_to_the_first_request(
+    load_handler: LoadHandler, own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture, fault: str
+) -> None:
+    """The init never fails and waits at most the connect timeout; the first request then connects itself."""
+    own_redis_server.kill() if fault == "down" else own_redis_server.signal(signal.SIGSTOP)
+    started = time.monotonic()
+    try:
+        module = load_handler(REDIS_URL=own_redis_server.url, FLIPPER_KEY_PREFIX="", FLIPPER_CONNECT_TIMEOUT="0.2")
+        elapsed = time.monotonic() - started
+    finally:
+        own_redis_server.signal(signal.SIGCONT) if fault == "hung" else own_redis_server.start()
+    assert elapsed < 0.2 + IMPORT_SLACK_SECONDS
+    assert [record.levelname for record in caplog.records if "store not warmed" in record.message] == ["WARNING"]
+
+    response = invoke(module, request_event("http-api", "/", [("version", "v1")]))
+    assert (response["statusCode"], body(response)) == (200, {"features": []})
 
 
 def test_store_down_is_a_fast_503_logged_with_the_request_id(
@@ -138,6 +172,29 @@ def test_serves_single_flag_checks_and_ofrep(handler: ModuleType, kind: str) -> 
     assert body(single) == {"key": "feature_A", "value": True, "reason": "TARGETING_MATCH", "variant": "on"}
 
 
+@pytest.mark.parametrize("kind", ["http-api", "function-url"])
+@pytest.mark.parametrize("allowed", ["*", "https://other.example,https://app.example"])
+@pytest.mark.parametrize("keys", [{}, {"FLIPPER_API_KEYS": "k"}])
+def test_a_browser_preflight_reaching_the_function_succeeds(
+    load_handler: LoadHandler, redis_server: RedisServer, kind: str, allowed: str, keys: dict[str, str]
+) -> None:
+    """The HTTP API's $default route passes OPTIONS to the function, deployed with the template's environment
+    for the CorsAllowOrigins parameter `allowed`: a browser rejects any preflight that is not a 2xx."""
+    origins = function_cors_origins(load_template(), allowed)
+    module = load_handler(REDIS_URL=redis_server.url, FLIPPER_CORS_ORIGINS=origins, **keys)
+    event = request_event(kind, "/ofrep/v1/evaluate/flags")
+    event["requestContext"]["http"]["method"] = "OPTIONS"
+    event["headers"] = {
+        "origin": "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type,x-api-key,authorization,if-none-match",
+    }
+    response = invoke(module, event)
+    assert response["statusCode"] == 200
+    assert response["headers"]["access-control-allow-origin"] in ("*", "https://app.example")
+    assert "POST" in response["headers"]["access-control-allow-methods"]
+
+
 def emf_blobs(output: str) -> list[dict[str, Any]]:
     return [blob for blob in map(json.loads, output.splitlines()) if "_aws" in blob]
 
@@ -163,39 +220,103 @@ def test_metrics_are_flushed_with_every_invocation(
     assert "Evaluations" not in failed
 
 
-def test_admin_event_writes_and_reads_flag_sets_under_the_prefix(handler: ModuleType, flags: redis.Redis) -> None:
-    added = invoke(handler, {"flipper_admin": ["SADD", "group:g1:positive", "special_g1_feature"]})
-    assert added == {"result": 1}
-    assert flags.smembers("{flipper}:group:g1:positive") == {"special_g1_feature"}
+def admin_event(name: str, /, **arguments: Any) -> dict[str, Any]:
+    return {"flipper_admin": {"operation": name, "arguments": arguments}}
+
+
+def test_admin_event_changes_flags_under_the_prefix_through_the_audited_write_path(
+    handler: ModuleType, flags: redis.Redis
+) -> None:
+    enable = admin_event(
+        "change", operation="enable", feature="special", entity="group:g1", actor="arn:aws:iam::1:user/op"
+    )
+    added = invoke(handler, enable)
+    assert added["result"]["changes"] == [["group:g1:positive", "special", "", "1"]]
+    assert flags.smembers("{flipper}:group:g1:positive") == {"special"}
+    assert flags.get("{flipper}:revision") == "1"
     event = request_event("http-api", "/", [("version", "v1"), ("group", "g1")])
-    assert body(invoke(handler, event)) == {"features": ["feature_A", "special_g1_feature"]}
-    assert invoke(handler, {"flipper_admin": ["smembers", "version:v1:positive"]}) == {
-        "result": ["feature_A", "feature_B"]
-    }
-    assert invoke(handler, {"flipper_admin": ["SREM", "version:v1:positive", "feature_A"]}) == {"result": 1}
-    assert body(invoke(handler, event)) == {"features": ["special_g1_feature"]}
+    assert body(invoke(handler, event)) == {"features": ["feature_A", "special"]}
+    [entry] = invoke(handler, admin_event("history"))["result"]["entries"]
+    assert (entry["actor"], entry["id"]) == ("arn:aws:iam::1:user/op", added["result"]["entry"])
+    exported = invoke(handler, admin_event("export"))["result"]["flags"]["features"]
+    assert exported["feature_B"] == {"enabled": ["version:v1"], "disabled": ["group:g1"]}
 
 
 @pytest.mark.parametrize(
-    ("command", "error"),
+    ("event", "kind", "error"),
     [
-        ("SADD global:positive a", "flipper_admin must be a list of strings"),
-        (["FLUSHALL", "x"], "command 'FLUSHALL' is not allowed; use one of SADD, SREM, SMEMBERS"),
-        (["DEL", "global:positive"], "command 'DEL' is not allowed"),
-        (["SADD", "global:enabled", "a"], "'global:enabled' is not a flag key"),
-        (["SADD", "config:positive", "a"], "'config:positive' is not a flag key"),
-        (["SADD", "group::positive", "a"], "'group::positive' is not a flag key"),
-        (["SADD", "user:u:positive"], "SADD takes at least one member"),
-        (["SMEMBERS", "user:u:positive", "a"], "SMEMBERS takes no members"),
+        ({"flipper_admin": ["SADD", "global:positive", "a"]}, "invalid", "flipper_admin must be an object"),
+        ({"flipper_admin": ["SADD", "global:positive", "\ud800"]}, "invalid", "flipper_admin must be an object"),
+        ({"flipper_admin": {"operation": "flushall"}}, "invalid", "unknown operation 'flushall'"),
+        ({"flipper_admin": {"operation": "export", "extra": 1}}, "invalid", "flipper_admin must be an object"),
+        (admin_event("change", operation="enable", feature="\ud800", entity="global", actor="a"), "invalid", "feature"),
+        (admin_event("change", operation="enable", feature="a", entity="global"), "invalid", "change: missing"),
+        (admin_event("apply", flags_file={"flipper": 1}, revision=7, actor="a"), "refused", "flags changed since"),
+        (admin_event("undo", entry="1-1", actor="a"), "invalid", "no audit entry '1-1'"),
+        ({"flipper_admin": ["SREM", "group:\udfff:positive", "a"]}, "invalid", "flipper_admin must be an object"),
+        # Names the read API would refuse are not written (docs/http-api.md, Names).
+        (
+            admin_event("change", operation="enable", feature="", entity="global", actor="a"),
+            "invalid",
+            "feature name is empty",
+        ),
+        (
+            admin_event("change", operation="enable", feature="x" * 257, entity="global", actor="a"),
+            "invalid",
+            "feature name is 257",
+        ),
+        (
+            admin_event("change", operation="enable", feature="a\ufffd", entity="global", actor="a"),
+            "invalid",
+            "feature name contains U+FFFD",
+        ),
+        (
+            admin_event("change", operation="enable", feature="a", entity="group:g\ufffd", actor="a"),
+            "invalid",
+            "group name contains U+FFFD",
+        ),
+        (
+            admin_event("change", operation="disable", feature="a", entity="user:" + "u" * 257, actor="a"),
+            "invalid",
+            "user name is 257",
+        ),
     ],
 )
-def test_admin_event_refuses_anything_but_set_commands_on_flag_keys(
-    handler: ModuleType, flags: redis.Redis, command: Any, error: str
+def test_admin_event_refuses_bad_requests_naming_the_problem_and_writes_nothing(
+    handler: ModuleType, flags: redis.Redis, event: dict[str, Any], kind: str, error: str
 ) -> None:
     keys_before = sorted(flags.keys("*"))
-    response = invoke(handler, {"flipper_admin": command})
+    response = invoke(handler, event)
     assert response["error"].startswith(error)
+    assert response["kind"] == kind
     assert sorted(flags.keys("*")) == keys_before
+
+
+def test_admin_event_with_a_lone_surrogate_answers_an_error(handler: ModuleType) -> None:
+    """Events exactly as `aws lambda invoke` delivers JSON's `"\\ud800"`: the old raw command, and the new shape."""
+    old = json.loads('{"flipper_admin": ["SADD", "global:positive", "\\ud800"]}')
+    assert invoke(handler, old)["error"].startswith("flipper_admin must be an object")
+    new = json.loads(
+        '{"flipper_admin": {"operation": "change", "arguments":'
+        ' {"operation": "enable", "feature": "\\ud800", "entity": "global", "actor": "a"}}}'
+    )
+    assert invoke(handler, new) == {
+        "error": "feature name is not valid UTF-8 (it holds a lone surrogate)",
+        "kind": "invalid",
+    }
+
+
+def test_admin_event_removes_a_name_it_would_not_write(handler: ModuleType, flags: redis.Redis) -> None:
+    """A bad name written before names were checked (or by another client) can still be cleaned up."""
+    flags.sadd("{flipper}:global:positive", "", "a")
+    flags.sadd("{flipper}:group:g1:negative", "")
+    enable = admin_event("change", operation="enable", feature="", entity="global", actor="op")
+    assert invoke(handler, enable)["error"] == "feature name is empty"
+    clear = admin_event("change", operation="clear", feature="", entity="group:g1", actor="op")
+    assert invoke(handler, clear)["result"]["changes"] == [["group:g1:negative", "", "1", ""]]
+    deleted = invoke(handler, admin_event("delete", feature="", actor="op"))
+    assert deleted["result"]["changes"] == [["global:positive", "", "1", ""]]
+    assert flags.smembers("{flipper}:global:positive") == {"a"}
 
 
 @pytest.mark.parametrize(("disabled", "traced"), [(None, False), ("true", False), ("false", True)])
@@ -214,3 +335,27 @@ def test_tracing_is_opt_in(
     module = load_handler(**environ)
     assert ("aws_xray_sdk" in sys.modules) is traced
     assert invoke(module, request_event("http-api", "/health"))["statusCode"] == 200
+
+
+# A cold start in a fresh interpreter: the modules imported by then, and after a first GET /openapi.json.
+COLD_START = """
+import json, sys
+from flipper import handler
+from tests.lambda_events import LambdaContext, request_event
+cold = sorted(sys.modules)
+assert handler.handler(request_event("http-api", "/openapi.json"), LambdaContext())["statusCode"] == 200
+print(json.dumps({"cold": cold, "after": sorted(sys.modules)}))
+"""
+
+
+def test_cold_start_leaves_what_evaluations_do_not_need_to_its_first_use(redis_server: RedisServer) -> None:
+    root = Path(__file__).resolve().parents[1]
+    environ = os.environ | {"REDIS_URL": redis_server.url, "POWERTOOLS_TRACE_DISABLED": "true"}
+    result = subprocess.run(
+        [sys.executable, "-c", COLD_START], cwd=root, env=environ, capture_output=True, text=True, check=True
+    )
+    modules = json.loads(result.stdout.splitlines()[-1])  # after the metrics line
+    # powertools imports botocore's package alone (<1 ms, to register its user agent), never a session or client.
+    deferred = {"flipper.openapi", "boto3", "botocore.session", "botocore.client", "aws_xray_sdk"}
+    assert deferred & set(modules["cold"]) == set()
+    assert "flipper.openapi" in modules["after"]

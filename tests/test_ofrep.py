@@ -92,6 +92,7 @@ async def test_bulk_etag_and_304(client: httpx.AsyncClient, store: Store) -> Non
         (b'{"context": {"group": ["a", "b", "c"]}}', 400, "INVALID_CONTEXT", "3 groups given; the limit is 2"),
         (b'{"context": {"targetingKey": "\\ud800"}}', 400, "INVALID_CONTEXT", "context field 'targetingKey' is not"),
         (b'{"context": {"group": ["a", "\\udfff"]}}', 400, "INVALID_CONTEXT", "context field 'group' is not valid"),
+        (b'{"context": {"version": "\\ufffd"}}', 400, "INVALID_CONTEXT", "context field 'version' contains U+FFFD"),
         (b" " * 65, 413, "GENERAL", "body is 65 bytes long; the limit is 64"),
     ],
 )
@@ -138,6 +139,10 @@ async def test_bad_flag_key(client: httpx.AsyncClient) -> None:
         400,
         {"key": "123456789", "errorCode": "GENERAL", "errorDetails": "flag key is 9 characters long; the limit is 8"},
     )
+    invalid = await client.post(SINGLE + "%FF", json={})
+    assert invalid.json()["errorDetails"] == "flag key is not valid UTF-8"
+    replacement = await client.post(SINGLE + "%EF%BF%BD", json={})
+    assert replacement.json()["errorDetails"].startswith("flag key contains U+FFFD")
 
 
 async def test_other_errors_take_the_ofrep_shape(client: httpx.AsyncClient, store: Store) -> None:

@@ -136,6 +136,12 @@ async def test_script_leaves_no_keys_behind(store: Store) -> None:
     assert sorted(await store.client.keys("*")) == ["global:positive", "user:u:negative"]
 
 
+async def test_warm_loads_the_script(store: Store) -> None:
+    await store.client.script_flush()
+    assert await store.warm(seconds=1.0) is True
+    assert await store.client.script_exists(store._evaluate.sha) == [True]
+
+
 # The property test: random flag data, random callers, and the rule stated plainly in Python.
 NAMES = st.sampled_from(["a", "b", "c", "d", "e", "ü", "x:y", "a b"])
 ENTITIES = ["global", "version:v1", "version:v2", "group:g1", "group:g2", "group:g:3", "user:u1", "user:ü"]

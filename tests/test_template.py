@@ -5,12 +5,16 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
+import re
+import uuid
 from pathlib import Path
 from typing import Any
 
 import fakeredis
 import pytest
+from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 from flipper.app import create_app
@@ -20,9 +24,13 @@ from flipper.store import Store
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 
 
+def load_template() -> dict[str, Any]:
+    return yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+
+
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+    return load_template()
 
 
 def test_handler_named_by_the_template_exists(template: dict[str, Any]) -> None:
@@ -82,3 +90,103 @@ def test_http_api_routes_every_route_the_app_serves_and_the_rest_to_the_app(temp
     app = create_app(Store(fakeredis.FakeAsyncRedis()), Settings())
     served = {(method, route.path) for route in app.routes for method in route.methods - {"HEAD"}}
     assert routed == served
+
+
+def test_snapstart_is_a_parameter_off_by_default_on_a_published_alias(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["SnapStart"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("None", ["PublishedVersions", "None"])
+    function = template["Resources"]["FlipperFunction"]["Properties"]
+    assert function["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+    assert function["AutoPublishAlias"]
+
+
+def test_the_api_invokes_the_published_alias_that_snapstart_applies_to(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SAM's own translation: every route's integration and permission name the alias, never $LATEST."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the translator resolves pseudo-parameters
+    template = copy.deepcopy(template)
+    template["Resources"]["FlipperFunction"]["Properties"]["CodeUri"] = "s3://bucket/flipper.zip"  # as packaged
+    resources = transform(template, {"SnapStart": "PublishedVersions"}, _NoManagedPolicies())["Resources"]
+
+    alias = next(name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Alias")
+    assert resources["FlipperFunction"]["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+    body = resources["HttpApi"]["Properties"]["Body"]
+    permissions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
+    assert [p["FunctionName"] for p in permissions] == [{"Ref": alias}] * len(body["paths"])
+    uris = [
+        op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"] for ops in body["paths"].values() for op in ops.values()
+    ]
+    assert {uri.rpartition("/functions/")[2] for uri in uris} == {f"${{{alias}}}/invocations"}
+
+
+class _NoManagedPolicies:
+    """The translator asks IAM for AWS managed policy ARNs only when a template names one; this one does not."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def function_cors_origins(template: dict[str, Any], parameter: str) -> str:
+    """FLIPPER_CORS_ORIGINS as CloudFormation resolves it when CorsAllowOrigins is `parameter`."""
+    variables = template["Resources"]["FlipperFunction"]["Properties"]["Environment"]["Variables"]
+    delimiter, values = variables["FLIPPER_CORS_ORIGINS"]["Fn::Join"]
+    assert values == {"Ref": "CorsAllowOrigins"}
+    return delimiter.join(origin.strip() for origin in parameter.split(","))
+
+
+def test_the_function_gets_the_apis_cors_origins(template: dict[str, Any]) -> None:
+    """API Gateway may pass a preflight to the function (the $default route takes OPTIONS), which must then
+    grant the same origins as the API (tests/test_handler.py sends such preflights)."""
+    assert template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]["AllowOrigins"] == {
+        "Ref": "CorsAllowOrigins"
+    }
+    for parameter in (template["Parameters"]["CorsAllowOrigins"]["Default"], "https://a.example, https://b.example"):
+        origins = Settings.from_environ({"FLIPPER_CORS_ORIGINS": function_cors_origins(template, parameter)})
+        assert origins.cors_origins == tuple(origin.strip() for origin in parameter.split(","))
+
+
+def resolve(value: Any, pseudo: dict[str, str]) -> Any:
+    """`value` with the intrinsic functions the cache's name may use resolved, as CloudFormation would."""
+    if isinstance(value, dict) and len(value) == 1:
+        [(function, argument)] = value.items()
+        if function == "Ref":
+            return pseudo[argument]
+        if function == "Fn::Sub":
+            return re.sub(r"\$\{([^}]+)\}", lambda m: pseudo[m[1]], argument)
+        if function == "Fn::Join":
+            return argument[0].join(resolve(argument[1], pseudo))
+        if function == "Fn::Split":
+            return resolve(argument[1], pseudo).split(argument[0])
+        if function == "Fn::Select":
+            return resolve(argument[1], pseudo)[int(argument[0])]
+    if isinstance(value, list):
+        return [resolve(item, pseudo) for item in value]
+    return value
+
+
+# ElastiCache's rule for a cache name: 1 to 40 characters, lowercase letters, digits and single hyphens,
+# starting with a letter and not ending with a hyphen.
+CACHE_NAME = re.compile(r"[a-z](?:-?[a-z0-9])*")
+
+
+@pytest.mark.parametrize("stack_name", ["flipper-dev", "A" * 128])
+def test_the_cache_name_fits_elasticaches_limit_whatever_the_stack_name(
+    template: dict[str, Any], stack_name: str
+) -> None:
+    """Stack names go up to 128 characters; a cache name, to 40."""
+    stack_id = f"arn:aws:cloudformation:us-east-1:123456789012:stack/{stack_name}/{uuid.uuid4()}"
+    pseudo = {"AWS::StackName": stack_name, "AWS::StackId": stack_id}
+    name = resolve(template["Resources"]["Cache"]["Properties"]["ServerlessCacheName"], pseudo)
+    assert len(name) <= 40
+    assert CACHE_NAME.fullmatch(name), name
+
+
+def test_the_throttling_parameters_say_they_apply_per_route(template: dict[str, Any]) -> None:
+    """DefaultRouteSettings throttles each route on its own: the description gives the multiplier, kept true."""
+    routes = len(template["Resources"]["FlipperFunction"]["Properties"]["Events"])
+    rate = template["Parameters"]["ThrottlingRateLimit"]["Description"]
+    assert f"each of the API's {routes} routes" in rate
+    assert f"up to {routes} times it" in rate
+    assert "per route" in template["Parameters"]["ThrottlingBurstLimit"]["Description"]
+    assert "ThrottlingRateLimit" in template["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"]

@@ -1,45 +1,42 @@
-"""Operator writes through the function: the cache answers only inside the VPC, and the function is there.
+"""Operator commands through the function: the cache answers only inside the VPC, and the function is there.
 
-An operator invokes the function directly (`aws lambda invoke`, which needs lambda:InvokeFunction) with
-`{"flipper_admin": ["SADD", "version:v1:positive", "feature_A"]}`. API Gateway cannot send such an
-event: it always wraps an HTTP request in its own envelope. Only set commands on flag keys are accepted,
-and the deployment's key prefix is added, so an operator writes exactly what the service reads.
+`flipper --function NAME ...` invokes the function directly (IAM's lambda:InvokeFunction is the permission)
+with `{"flipper_admin": {"operation": "enable", "arguments": {...}}}`; the function runs the same
+`flipper.operations` a direct `--redis-url` run does, so every write goes through the audited write path.
+API Gateway cannot send such an event: it always wraps an HTTP request in its own envelope.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from .store import Store, StoreError, store_errors
+from . import operations
+from .flags import FlagError
+from .settings import Settings
+from .store import Store, StoreError
+from .writes import Refused
 
 EVENT_KEY = "flipper_admin"
-
-# Each command with the number of members it takes: at least one to change a set, none to read one.
-_COMMANDS = {"SADD": 1, "SREM": 1, "SMEMBERS": 0}
-_FLAG_KEY = re.compile(r"(global|(version|group|user):.+):(positive|negative)", re.DOTALL)
 
 
 def is_admin_event(event: Any) -> bool:
     return isinstance(event, dict) and EVENT_KEY in event
 
 
-async def run(store: Store, event: dict[str, Any]) -> dict[str, Any]:
-    """Run the event's command; answer `{"result": ...}`, or `{"error": ...}` naming what is wrong."""
-    command = event[EVENT_KEY]
-    if not (isinstance(command, list) and len(command) >= 2 and all(isinstance(word, str) for word in command)):
-        return {"error": f"{EVENT_KEY} must be a list of strings: [command, key, member...]"}
-    name, key, *members = command
-    name = name.upper()
-    if name not in _COMMANDS:
-        return {"error": f"command {name!r} is not allowed; use one of {', '.join(_COMMANDS)}"}
-    if not _FLAG_KEY.fullmatch(key):
-        return {"error": f"{key!r} is not a flag key like global:positive or group:<g>:negative"}
-    if (len(members) > 0) != bool(_COMMANDS[name]):
-        return {"error": f"{name} takes {'at least one member' if _COMMANDS[name] else 'no members'}"}
+async def run(store: Store, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
+    """Answer `{"result": ...}`, or `{"error": ..., "kind": "invalid" | "refused" | "store"}` naming what is wrong."""
+    request = event[EVENT_KEY]
+    if not isinstance(request, dict) or set(request) - {"operation", "arguments"}:
+        return _error("invalid", f'{EVENT_KEY} must be an object: {{"operation": name, "arguments": {{...}}}}')
     try:
-        with store_errors():  # the store's own mapping: cluster failures and undecodable names are not RedisErrors
-            result = await store.client.execute_command(name, store.key_prefix + key, *members)
+        return {"result": await operations.run(store, settings, request.get("operation"), request.get("arguments", {}))}
+    except Refused as exc:
+        return _error("refused", str(exc))
+    except FlagError as exc:
+        return _error("invalid", str(exc))
     except StoreError as exc:
-        return {"error": f"the flag store failed: {exc}"}
-    return {"result": sorted(result) if name == "SMEMBERS" else result}
+        return _error("store", f"the flag store failed: {exc}")
+
+
+def _error(kind: str, message: str) -> dict[str, Any]:
+    return {"error": message, "kind": kind}

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import ofrep, openapi
+from . import ofrep
+from ._utils import route_path
 from .auth import APIKeyMiddleware, api_keys
 from .caching import conditional, etag
 from .cors import JSONCORSMiddleware
-from .model import Context, Evaluation, Snapshot, enabled_features, evaluate_all, evaluate_feature
+from .model import Context, Snapshot, enabled_features, evaluate_all, evaluate_feature
 from .query import parse_context, parse_feature_query, path_name
 from .responses import JSONResponse, error_response, features_body
 from .settings import Settings
@@ -47,24 +48,24 @@ def exact(route: Route) -> Route:
     return route
 
 
-def explanation(evaluation: Evaluation) -> dict[str, Any]:
-    """`explain=true`'s fields: the keys that enabled and disabled the feature, each rollout of the caller's
-    naming it with its percentage, and the user's bucket (0 to 99,999; a rollout takes the user when the
-    bucket is below 1000 times its percentage)."""
-    return {
-        "enabled_by": list(evaluation.enabled_by),
-        "disabled_by": list(evaluation.disabled_by),
-        "rollouts": [{"key": key, "percentage": thousandths / 1000} for key, thousandths in evaluation.rollouts],
-        "bucket": evaluation.bucket,
-    }
-
-
 def create_app(store: Store, settings: Settings) -> Starlette:
     """Build the app around an existing store; the caller decides where the store comes from.
 
     API keys in a secret are fetched here, once: a request never waits for Secrets Manager.
     """
     keys = api_keys(settings)
+
+    def bounded(body: bytes) -> bytes:
+        """`body`, unless it is over `max_response_bytes`: Lambda would fail to return it, and API Gateway
+        answer a bare 500. A 500 of Flipper's own says why; too many flags is the operator's to fix."""
+        if len(body) > settings.max_response_bytes:
+            message = (
+                f"the answer is {len(body)} bytes long; the limit is {settings.max_response_bytes} "
+                "(FLIPPER_MAX_RESPONSE_BYTES): too many flags apply to this caller"
+            )
+            logger.error(message)
+            raise HTTPException(500, message)
+        return body
 
     async def answer(context: Context, what: Hashable, render: Callable[[Snapshot], bytes]) -> tuple[bytes, str | None]:
         """The JSON body `render` makes of the caller's snapshot, and its ETag when known: reused from the
@@ -85,19 +86,18 @@ def create_app(store: Store, settings: Settings) -> Starlette:
 
     async def features(request: Request) -> Response:
         context = parse_context(request.scope["query_string"], settings)
-        return conditional_json(
-            request, *await answer(context, "/", lambda snapshot: features_body(enabled_features(snapshot)))
-        )
+        body, tag = await answer(context, "/", lambda snapshot: features_body(enabled_features(snapshot)))
+        return conditional_json(request, bounded(body), tag)
 
     async def feature(request: Request) -> Response:
-        name = path_name(request.path_params["name"], "feature name", settings)
+        name = path_name(request.path_params["name"], "feature name", settings, request.scope.get("raw_path"))
         context, explain = parse_feature_query(request.scope["query_string"], settings)
 
         def render(snapshot: Snapshot) -> bytes:
             evaluation = evaluate_feature(name, snapshot)
             body = {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason}
             if explain:
-                body.update(explanation(evaluation))
+                body.update(evaluation.explanation())
             return JSONResponse(body).body
 
         return conditional_json(request, *await answer(context, ("feature", name, explain), render))
@@ -118,12 +118,18 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         def render(snapshot: Snapshot) -> bytes:
             return JSONResponse({"flags": [ofrep.evaluation(result) for result in evaluate_all(snapshot)]}).body
 
-        return conditional_json(request, *await answer(context, "ofrep", render))
+        body, tag = await answer(context, "ofrep", render)
+        return conditional_json(request, bounded(body), tag)
 
-    api_document = JSONResponse(openapi.document(settings, secured=bool(keys))).body
+    @functools.cache
+    def api_document() -> bytes:
+        """Built on the first request for it, not at a cold start, which no evaluation should wait for."""
+        from . import openapi
+
+        return JSONResponse(openapi.document(settings, secured=bool(keys))).body
 
     async def openapi_json(request: Request) -> Response:
-        return Response(api_document, media_type="application/json")
+        return Response(api_document(), media_type="application/json")
 
     async def health(request: Request) -> Response:
         await store.ping()
@@ -141,7 +147,12 @@ def create_app(store: Store, settings: Settings) -> Starlette:
 
     async def ofrep_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ofrep.OFREPError)
-        return ofrep.error_response(exc.status_code, exc.code, exc.details, exc.key)
+        return ofrep.error_response(exc.status_code, exc.code, exc.details, exc.key, exc.headers)
+
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client hung up before its body arrived: no one reads the answer, and nothing failed here.
+        logger.info("client disconnected from %s before sending its body", route_path(request.scope))
+        return Response(status_code=400)
 
     async def store_unavailable(request: Request, exc: Exception) -> Response:
         logger.warning("store unavailable: %s", exc)
@@ -195,6 +206,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         exception_handlers={
             HTTPException: http_error,
             ofrep.OFREPError: ofrep_error,
+            ClientDisconnect: client_gone,
             StoreUnavailable: store_unavailable,
             StoreError: store_error,
             Exception: internal_error,

@@ -1,8 +1,9 @@
 """The Lambda entry point (`flipper.handler.handler`): the Starlette app behind Mangum, built once per container.
 
-Everything below the imports runs at cold start only. Warm invocations reuse the store, so its Redis
-connection stays open and its script stays registered. redis.asyncio connections belong to the event
-loop they were opened on, so every invocation runs on this module's one loop.
+Everything below the imports runs at cold start only (Lambda's init phase), which also opens the Redis
+connection and loads the script. Warm invocations reuse the store, so its Redis connection stays open and
+its script stays registered. redis.asyncio connections belong to the event loop they were opened on, so
+every invocation runs on this module's one loop.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from . import admin
 from .app import create_app
 from .observability import MeteredStore, logger, metrics, traced
 from .settings import Settings
+from .snapstart import register_hooks
 
 settings = Settings.from_environ()
 store = MeteredStore.from_settings(settings)
 loop = asyncio.new_event_loop()
 asyncio.set_event_loop(loop)  # before Mangum, which would otherwise make a loop of its own
 asgi = Mangum(create_app(store, settings), lifespan="off")  # no lifespan: the store lives as long as the container
+# Still Lambda's init phase: connect and load the script now, so the first request pays for neither.
+loop.run_until_complete(store.warm(settings.connect_timeout))
+register_hooks(store, loop, settings.connect_timeout)  # SnapStart: closed before a snapshot, warmed after
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
@@ -34,5 +39,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Serve one API Gateway or Function URL event, or run an operator's admin command (see flipper.admin)."""
     asyncio.set_event_loop(loop)  # Mangum runs the app on the current loop: make it ours, every time
     if admin.is_admin_event(event):
-        return loop.run_until_complete(admin.run(store, event))
+        return loop.run_until_complete(admin.run(store, settings, event))
     return asgi(event, context)

@@ -13,6 +13,7 @@ import dataclasses
 import re
 import zlib
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 POSITIVE = "positive"
 NEGATIVE = "negative"
@@ -145,6 +146,17 @@ class Evaluation:
     disabled_by: tuple[str, ...] = ()
     rollouts: tuple[tuple[str, int], ...] = ()
     bucket: int | None = None
+
+    def explanation(self) -> dict[str, Any]:
+        """`explain=true`'s fields: the keys that enabled and disabled the feature, each rollout of the
+        caller's naming it with its percentage, and the user's bucket (0 to 99,999; a rollout takes the user
+        when the bucket is below 1000 times its percentage)."""
+        return {
+            "enabled_by": list(self.enabled_by),
+            "disabled_by": list(self.disabled_by),
+            "rollouts": [{"key": key, "percentage": thousandths / 1000} for key, thousandths in self.rollouts],
+            "bucket": self.bucket,
+        }
 
 
 def _reason(sets: list[str], rollouts: list[str]) -> str:

@@ -6,6 +6,7 @@ user, `version` the version, `group` one group or a list of groups; other fields
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +16,7 @@ from starlette.requests import Request
 
 from ._utils import route_path
 from .model import Context, Evaluation
-from .query import group_set, identifier, path_name
+from .query import check_name, group_set, path_name
 from .responses import JSONResponse
 from .settings import Settings
 
@@ -29,9 +30,16 @@ GENERAL = "GENERAL"
 class OFREPError(Exception):
     """A request OFREP refuses: answered with `errorCode`, `errorDetails` and, on single evaluations, `key`."""
 
-    def __init__(self, status_code: int, code: str, details: str, key: str | None = None) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        details: str,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(details)
-        self.status_code, self.code, self.details, self.key = status_code, code, details, key
+        self.status_code, self.code, self.details, self.key, self.headers = status_code, code, details, key, headers
 
 
 def error_response(
@@ -51,14 +59,21 @@ def flag_key(request: Request, settings: Settings) -> str:
     """The `{key}` of a single evaluation, checked like a feature name."""
     key = request.path_params["key"]
     try:
-        return path_name(key, "flag key", settings)
+        return path_name(key, "flag key", settings, request.scope.get("raw_path"))
     except HTTPException as exc:
         raise OFREPError(400, GENERAL, exc.detail, key) from None
 
 
 async def read_context(request: Request, settings: Settings, key: str | None = None) -> Context:
     """The caller from the request body `{"context": {...}}`; a missing context is the anonymous caller."""
-    body = await _body(request, settings.max_body_length, key)
+    try:
+        async with asyncio.timeout(settings.body_timeout):
+            body = await _body(request, settings.max_body_length, key)
+    except TimeoutError:
+        # A client that announced more than it sends must not hold the request: Connection: close, since the
+        # rest of its body would otherwise be read as the next request.
+        message = f"the body did not arrive within {settings.body_timeout:g} seconds"
+        raise OFREPError(408, GENERAL, message, key, {"Connection": "close"}) from None
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
@@ -108,7 +123,7 @@ def _context(fields: dict[str, Any], settings: Settings) -> Context:
 def _string(name: str, value: Any, settings: Settings) -> str:
     if not isinstance(value, str):
         raise HTTPException(400, f"context field {name!r} must be a string")
-    return identifier(f"context field {name!r}", value, settings)
+    return check_name(f"context field {name!r}", value, settings)
 
 
 def evaluation(result: Evaluation) -> dict[str, Any]:

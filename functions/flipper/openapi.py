@@ -31,9 +31,14 @@ def _errors(schema: str, *statuses: int) -> dict[str, Schema]:
     described = {
         400: ("The request is malformed; the body names the problem", ()),
         401: ("API keys are configured and the request has none or a wrong one", ("WWW-Authenticate",)),
+        408: ("The body did not arrive within FLIPPER_BODY_TIMEOUT seconds", ()),
         413: ("The body is longer than FLIPPER_MAX_BODY_LENGTH", ()),
         414: ("The query string is longer than FLIPPER_MAX_QUERY_LENGTH", ()),
-        500: ("The flag store answered with an error, or an internal error", ()),
+        500: (
+            "The flag store answered with an error, the answer is over FLIPPER_MAX_RESPONSE_BYTES, "
+            "or an internal error",
+            (),
+        ),
         503: ("The flag store is unavailable; retry after Retry-After seconds", ("Retry-After",)),
     }
     return {str(status): _answer(described[status][0], schema, described[status][1]) for status in statuses}
@@ -120,7 +125,7 @@ def document(settings: Settings, secured: bool) -> Schema:
                 "requestBody": ofrep_request,
                 "responses": {
                     "200": _answer("The flag's evaluation", "OFREPEvaluation"),
-                    **_errors("OFREPFailure", 400, 401, 413, 500, 503),
+                    **_errors("OFREPFailure", 400, 401, 408, 413, 500, 503),
                 },
             }
         },
@@ -133,7 +138,7 @@ def document(settings: Settings, secured: bool) -> Schema:
                 "requestBody": ofrep_request,
                 "responses": {
                     **_conditional("Every flag's evaluation", "OFREPBulk"),
-                    **_errors("OFREPFailure", 400, 401, 413, 500, 503),
+                    **_errors("OFREPFailure", 400, 401, 408, 413, 500, 503),
                 },
             }
         },

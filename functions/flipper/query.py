@@ -47,7 +47,7 @@ def _parse(query_string: bytes, settings: Settings, extra: tuple[str, ...]) -> t
             names = ", ".join(expected[:-1]) + " or " + expected[-1]
             raise HTTPException(400, f"unknown query parameter {name!r}; expected {names}")
         what = f"query parameter {name!r}"
-        values[name].append(identifier(what, _decode(raw_value, what), settings))
+        values[name].append(check_name(what, _decode(raw_value, what), settings))
     for name in (*_SINGLE, *extra):
         if len(values[name]) > 1:
             raise HTTPException(400, f"query parameter {name!r} is given {len(values[name])} times; at most once")
@@ -67,15 +67,16 @@ def group_set(groups: list[str], settings: Settings) -> tuple[str, ...]:
     return unique
 
 
-def path_name(name: str, what: str, settings: Settings) -> str:
-    """A flag name taken from the path, checked like an identifier.
+def path_name(name: str, what: str, settings: Settings, raw_path: bytes | None) -> str:
+    """A flag name taken from the path, checked by `check_name`.
 
-    Servers decode the path's percent-escapes with invalid UTF-8 replaced by U+FFFD; refusing that
-    character keeps two different raw names from reading as one.
+    Servers decode the path's percent-escapes with invalid UTF-8 replaced by U+FFFD, which `check_name`
+    refuses; the raw path, when the server gives it (uvicorn does, Mangum does not), tells invalid bytes
+    from a U+FFFD the caller really sent, so the message names the right one.
     """
-    if "\ufffd" in name:
-        raise HTTPException(400, f"{what} is not valid UTF-8")
-    return identifier(what, name, settings)
+    if "\ufffd" in name and raw_path is not None:
+        _decode(unquote_to_bytes(raw_path), what)
+    return check_name(what, name, settings)
 
 
 def _pairs(query_string: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -93,16 +94,32 @@ def _decode(raw: bytes, what: str) -> str:
         raise HTTPException(400, f"{what} is not valid UTF-8") from None
 
 
-def identifier(what: str, value: str, settings: Settings) -> str:
-    """`value`, unless empty, over `max_id_length` or not encodable as UTF-8 (a lone surrogate, which JSON's
-    `\\ud800` can carry, could not be sent to Redis)."""
+class InvalidName(HTTPException):
+    """A name `check_name` refuses: a 400 on the read path; on a write path, its `detail` says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message)
+
+
+def check_name(what: str, value: str, settings: Settings) -> str:
+    """`value`, if it may name a flag, a version, a group or a user; else InvalidName naming the problem.
+
+    Refused: empty; over `max_id_length` characters; holding U+FFFD, which servers and decoders put in
+    place of invalid bytes, so two different raw names could read as one; not encodable as UTF-8 (a lone
+    surrogate, which JSON's `\\ud800` can carry, could not be sent to Redis). The read path and the
+    write path both check names with it, so that whatever can be written can be read.
+    """
     if not value:
-        raise HTTPException(400, f"{what} is empty")
+        raise InvalidName(f"{what} is empty")
     if len(value) > settings.max_id_length:
-        raise HTTPException(400, f"{what} is {len(value)} characters long; the limit is {settings.max_id_length}")
+        raise InvalidName(f"{what} is {len(value)} characters long; the limit is {settings.max_id_length}")
     if not value.isascii():
+        if "\ufffd" in value:
+            raise InvalidName(
+                f"{what} contains U+FFFD, the character that stands in for invalid UTF-8; names may not hold it"
+            )
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise HTTPException(400, f"{what} is not valid UTF-8") from None
+            raise InvalidName(f"{what} is not valid UTF-8 (it holds a lone surrogate)") from None
     return value

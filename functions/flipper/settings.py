@@ -27,12 +27,16 @@ class Settings:
     key_prefix: str = ""
     connect_timeout: float = 0.25
     command_timeout: float = 0.5
+    redis_idle_reconnect: float = 30.0  # seconds a pooled connection may sit unused before it is replaced
     retry_after: int = 1
     log_level: str = "INFO"
     max_id_length: int = 256
     max_groups: int = 32
     max_query_length: int = 8192
     max_body_length: int = 8192
+    body_timeout: float = 10.0  # seconds to receive a whole OFREP body
+    # Lambda returns at most 6 MB (6,291,456 bytes), envelope and JSON escaping of the body included.
+    max_response_bytes: int = 5_000_000
     cache_control: str = "no-cache"  # clients may store answers but must revalidate them (ETag) before use
     cors_origins: tuple[str, ...] = ()
     api_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
@@ -43,6 +47,7 @@ class Settings:
     # is seen at once (make dev-server); template.yaml sets a production value.
     cache_max_age: float = 0.0
     cache_max_bytes: int = 16 * 1024 * 1024
+    audit_length: int = 10_000  # the audit stream's MAXLEN ~: the entries history and undo can reach
 
     def __post_init__(self) -> None:
         if self.redis_cluster and not has_hash_tag(self.key_prefix):
@@ -61,12 +66,17 @@ class Settings:
             key_prefix=env.get("FLIPPER_KEY_PREFIX", defaults.key_prefix),
             connect_timeout=_read(env, "FLIPPER_CONNECT_TIMEOUT", _positive(float), defaults.connect_timeout),
             command_timeout=_read(env, "FLIPPER_COMMAND_TIMEOUT", _positive(float), defaults.command_timeout),
+            redis_idle_reconnect=_read(
+                env, "FLIPPER_REDIS_IDLE_RECONNECT", _positive(float), defaults.redis_idle_reconnect
+            ),
             retry_after=_read(env, "FLIPPER_RETRY_AFTER", _positive(int), defaults.retry_after),
             log_level=_read(env, "LOG_LEVEL", _log_level, defaults.log_level),
             max_id_length=_read(env, "FLIPPER_MAX_ID_LENGTH", _positive(int), defaults.max_id_length),
             max_groups=_read(env, "FLIPPER_MAX_GROUPS", _positive(int), defaults.max_groups),
             max_query_length=_read(env, "FLIPPER_MAX_QUERY_LENGTH", _positive(int), defaults.max_query_length),
             max_body_length=_read(env, "FLIPPER_MAX_BODY_LENGTH", _positive(int), defaults.max_body_length),
+            body_timeout=_read(env, "FLIPPER_BODY_TIMEOUT", _positive(float), defaults.body_timeout),
+            max_response_bytes=_read(env, "FLIPPER_MAX_RESPONSE_BYTES", _positive(int), defaults.max_response_bytes),
             cache_control=_read(env, "FLIPPER_CACHE_CONTROL", _header_value, defaults.cache_control),
             cors_origins=_read(env, "FLIPPER_CORS_ORIGINS", _origins, defaults.cors_origins),
             api_keys=_read(env, "FLIPPER_API_KEYS", parse_api_keys, defaults.api_keys, show=None),
@@ -77,6 +87,7 @@ class Settings:
             ),
             cache_max_age=_read(env, "FLIPPER_CACHE_MAX_AGE", _non_negative, defaults.cache_max_age),
             cache_max_bytes=_read(env, "FLIPPER_CACHE_MAX_BYTES", _positive(int), defaults.cache_max_bytes),
+            audit_length=_read(env, "FLIPPER_AUDIT_LENGTH", _positive(int), defaults.audit_length),
         )
 
 

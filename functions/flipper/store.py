@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,6 @@ from redis.backoff import NoBackoff
 from .cache import Cache
 from .model import Context, Snapshot, enabled_features, flag_keys, parse_percentage, revision_key, rollout_keys
 from .settings import Settings, SettingsError
-
-_LUA_NAME = "evaluate.lua"
 
 logger = logging.getLogger("flipper")
 
@@ -100,10 +100,10 @@ class _RedisCluster(RedisCluster):
     )
 
 
-def script_source() -> str:
-    """The evaluation script: packaged beside this module in a build, else the repository's `lua/`."""
-    packaged = Path(__file__).with_name("lua") / _LUA_NAME
-    path = packaged if packaged.exists() else Path(__file__).resolve().parents[2] / "lua" / _LUA_NAME
+def script_source(name: str = "evaluate.lua") -> str:
+    """A Lua script: packaged beside this module in a build, else the repository's `lua/`."""
+    packaged = Path(__file__).with_name("lua") / name
+    path = packaged if packaged.exists() else Path(__file__).resolve().parents[2] / "lua" / name
     return path.read_text(encoding="utf-8")
 
 
@@ -138,6 +138,11 @@ def cache_from_settings(settings: Settings) -> Cache | None:
     return Cache(settings.cache_max_age, settings.cache_max_bytes) if settings.cache_max_age > 0 else None
 
 
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a SCAN pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
 class Store:
     """Answers flag questions from Redis in one script call each, through the instance's cache when one is
     given (`cache.Cache`; FLIPPER_CACHE_MAX_AGE above 0).
@@ -147,17 +152,53 @@ class Store:
     """
 
     def __init__(
-        self, client: redis.asyncio.Redis | RedisCluster, key_prefix: str = "", cache: Cache | None = None
+        self,
+        client: redis.asyncio.Redis | RedisCluster,
+        key_prefix: str = "",
+        idle_reconnect: float | None = None,
+        cache: Cache | None = None,
     ) -> None:
         self.client = client
         self.key_prefix = key_prefix
         self.cache = cache
-        self.revision_key = revision_key(key_prefix)
         self._evaluate = client.register_script(script_source())
+        self._snapshot = client.register_script(script_source("snapshot.lua"))
+        self._write = client.register_script(script_source("write.lua"))
+        self._idle_reconnect = idle_reconnect
+        self._used_at = time.monotonic()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
-        return cls(client_from_settings(settings), settings.key_prefix, cache_from_settings(settings))
+        return cls(
+            client_from_settings(settings),
+            settings.key_prefix,
+            settings.redis_idle_reconnect,
+            cache=cache_from_settings(settings),
+        )
+
+    async def _replace_if_idle(self) -> None:
+        """Close the pooled connections when none was used for `idle_reconnect` seconds; the next command
+        opens a fresh one.
+
+        A Lambda frozen for minutes may find its connection dropped by the network without a FIN or a
+        RST: a command sent on it waits out the command timeout, a 503. A PING first (redis-py's
+        health_check_interval) would wait the same timeout; a new connection costs one connect.
+        """
+        now = time.monotonic()
+        idle, self._used_at = now - self._used_at, now  # before awaiting: a concurrent request is not idle
+        if self._idle_reconnect is not None and idle > self._idle_reconnect:
+            if isinstance(self.client, RedisCluster):
+                for node in self.client.get_nodes():
+                    await node.disconnect()
+            else:
+                await self.client.connection_pool.disconnect()
+
+    @contextlib.asynccontextmanager
+    async def _command(self) -> AsyncIterator[None]:
+        """Around every command: idle connections replaced first, failures mapped by `store_errors`."""
+        with store_errors():
+            await self._replace_if_idle()
+            yield
 
     async def features(self, context: Context) -> list[str]:
         """The features enabled for `context`, sorted by code point."""
@@ -179,7 +220,7 @@ class Store:
 
     async def _call(self, keys: list[str], known: str, held: str) -> str | list[Any]:
         """The script's reply: the revision alone, or the revision and the contents of the keys not `held`."""
-        with store_errors():
+        async with self._command():
             return await self._evaluate(keys=[self.revision_key, *keys], args=[known, held])
 
     async def _cached(self, context: Context, keys: list[str], split: int, cache: Cache) -> Snapshot:
@@ -216,16 +257,85 @@ class Store:
             stamp=tuple(entries),
         )
 
+    async def all_keys(self) -> list[str]:
+        """Every key under the prefix, unprefixed, by SCAN: in a cluster, on the node that holds the flags.
+
+        The caller picks the flag keys out of them: keys of any schema may share the database.
+        """
+        pattern = _glob_escape(self.key_prefix) + "*"
+        keys: list[str] = []
+        async with self._command():
+            cursor = 0
+            while True:
+                cursor, batch = await self._on_flags_node("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+                if isinstance(cursor, dict):  # the cluster client answers a cursor per node: here, one node
+                    [cursor] = cursor.values()
+                keys.extend(key[len(self.key_prefix) :] for key in batch)
+                if int(cursor) == 0:
+                    return sorted(set(keys))
+
+    async def snapshot_keys(self, keys: list[str]) -> tuple[int, list[Any]]:
+        """The revision and the contents of `keys` (unprefixed), read atomically by lua/snapshot.lua."""
+        async with self._command():
+            revision, *contents = await self._snapshot(keys=[self.revision_key, *self._prefixed(keys)])
+        return int(revision), contents
+
+    async def write(self, keys: list[str], args: list[str | int]) -> list[str]:
+        """Run lua/write.lua on `keys` (unprefixed) after the revision and audit keys; see the script."""
+        async with self._command():
+            return await self._write(
+                keys=[self.revision_key, self.audit_key, *self._prefixed(keys)],
+                args=[args[0], args[1], len(self.key_prefix), *args[2:]],
+            )
+
+    async def audit_range(self, start: str, end: str, count: int | None = None, *, reverse: bool = False) -> list[Any]:
+        """Entries of the audit stream, as XRANGE (or XREVRANGE) answers them."""
+        async with self._command():
+            if reverse:
+                return await self.client.xrevrange(self.audit_key, start, end, count=count)
+            return await self.client.xrange(self.audit_key, start, end, count=count)
+
+    async def revision(self) -> int:
+        """The flags' revision: how many changes Flipper's write path has made (0 before the first)."""
+        async with self._command():
+            return int(await self.client.get(self.revision_key) or 0)
+
+    @property
+    def revision_key(self) -> str:
+        return revision_key(self.key_prefix)
+
+    @property
+    def audit_key(self) -> str:
+        return f"{self.key_prefix}audit"
+
+    def _prefixed(self, keys: list[str]) -> list[str]:
+        return [self.key_prefix + key for key in keys]
+
+    async def _on_flags_node(self, *command: Any) -> Any:
+        """`command` on the node that holds the flags' slot in a cluster; on the one Redis otherwise."""
+        if isinstance(self.client, RedisCluster):
+            await self.client.initialize()  # a no-op once the cluster's layout is known
+            # With the hash-tagged prefix cluster mode requires, every flag key is in this key's slot.
+            node = self.client.get_node_from_key(self.revision_key)
+            return await self.client.execute_command(*command, target_nodes=node)
+        return await self.client.execute_command(*command)
+
     async def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers a PING: in a cluster, the node that holds the flags."""
-        with store_errors():
-            if isinstance(self.client, RedisCluster):
-                await self.client.initialize()  # a no-op once the cluster's layout is known
-                # With the hash-tagged prefix cluster mode requires, every flag key is in this key's slot.
-                node = self.client.get_node_from_key(flag_keys(Context(), self.key_prefix)[0])
-                await self.client.execute_command("PING", target_nodes=node)
-            else:
-                await self.client.ping()
+        async with self._command():
+            await self._on_flags_node("PING")
+
+    async def warm(self, seconds: float) -> bool:
+        """Open the connection and load the script now, so that the first request pays for neither (a
+        Lambda's init). Within `seconds`; a failure is logged and left to the first request, which retries."""
+        try:
+            async with asyncio.timeout(seconds):
+                with store_errors():
+                    await self._on_flags_node("SCRIPT LOAD", self._evaluate.script)
+        except (StoreError, TimeoutError) as exc:
+            logger.warning("store not warmed, left to the first request: %s", str(exc) or "timed out")
+            return False
+        return True
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -1,0 +1,439 @@
+"""`flipper`: operate the flags from a terminal, directly on Redis or through the deployed function.
+
+Every change goes through the audited write path (flipper.writes). Exit codes: 0 done, 1 error (one
+line on stderr), 2 `apply --dry-run` found changes pending. `--json` prints machine-readable output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import devstore, flagfile
+from .backends import Backend, FunctionBackend, FunctionError, RedisBackend
+from .flags import ENTITY_KINDS, FlagError, entity
+from .settings import Settings, SettingsError
+from .store import StoreError, StoreUnavailable
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Failure(click.ClickException):
+    """An error the command reports as one line and exit code 1."""
+
+    exit_code = 1
+
+
+@contextlib.contextmanager
+def _failures() -> Iterator[None]:
+    """Every expected failure as a Failure: one line, no traceback."""
+    try:
+        yield
+    except (FlagError, FunctionError, SettingsError) as exc:
+        raise Failure(str(exc)) from None
+    except StoreUnavailable as exc:
+        raise Failure(f"the flag store is unreachable: {exc}") from None
+    except StoreError as exc:
+        raise Failure(f"the flag store answered with an error: {exc}") from None
+    except OSError as exc:
+        raise Failure(str(exc)) from None
+
+
+class Target:
+    """Where the command runs and how it prints: the options every command shares."""
+
+    def __init__(
+        self, redis_url: str | None, function: str | None, stack: str | None, actor: str | None, as_json: bool
+    ):
+        self.redis_url, self.function, self.stack, self.actor, self.as_json = redis_url, function, stack, actor, as_json
+
+    def backend(self) -> Backend:
+        if self.function or self.stack:
+            if self.actor:
+                raise Failure("--actor applies to --redis-url; through the function the actor is your AWS identity")
+            return FunctionBackend(self.function, self.stack)
+        settings = Settings.from_environ()
+        url = self.redis_url or settings.redis_url or devstore.recorded_url()  # a running `make dev-server`'s
+        if url is None:
+            raise Failure(
+                "no flag store: give --redis-url (or REDIS_URL), or --function/--stack for the deployed one,"
+                " or start `make dev-server`"
+            )
+        return RedisBackend(Settings.from_environ({**os.environ, "REDIS_URL": url}), self.actor)
+
+    def run(self, name: str, /, **arguments: Any) -> dict[str, Any]:
+        """Run operation `name`; the write operations get the actor."""
+        return asyncio.run(self._run(name, arguments))
+
+    async def _run(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        with _failures():
+            backend = self.backend()
+            try:
+                if name in _WRITES:
+                    arguments = {**arguments, "actor": backend.actor}
+                return await backend.call(name, arguments)
+            finally:
+                await backend.aclose()
+
+    def echo(self, data: Any, text: str) -> None:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2) if self.as_json else text)
+
+
+_WRITES = {"change", "delete", "apply", "undo"}
+
+
+def target_options(command: F) -> F:
+    """The options every command takes: where the flags are, who acts, and `--json`."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of text.")
+    @click.option("--actor", metavar="NAME", help="Who the audit records (default: user@host; --redis-url only).")
+    @click.option(
+        "--stack",
+        metavar="STACK",
+        envvar="FLIPPER_STACK",
+        help="The function named by this stack's FunctionName output.",
+    )
+    @click.option(
+        "--function", "function", metavar="NAME", envvar="FLIPPER_FUNCTION",
+        help="Run through this deployed function (AWS credentials; lambda:InvokeFunction).",
+    )  # fmt: skip
+    @click.option(
+        "--redis-url", metavar="URL", help="Redis to operate directly (default: REDIS_URL); FLIPPER_KEY_PREFIX applies."
+    )
+    @functools.wraps(command)
+    def wrapper(**kw: Any) -> Any:
+        names = ("redis_url", "function", "stack", "actor", "as_json")
+        return command(target=Target(*(kw.pop(name) for name in names)), **kw)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def entity_options(*, users: bool = True) -> Callable[[F], F]:
+    """Exactly one of --global, --version V, --group G (and --user U): the entity a change applies to."""
+
+    def decorate(command: F) -> F:
+        options = [
+            click.option("--global", "is_global", is_flag=True, help="Every caller."),
+            click.option("--version", metavar="V", help="Callers of this version."),
+            click.option("--group", metavar="G", help="Callers in this group."),
+        ]
+        if users:
+            options.append(click.option("--user", metavar="U", help="This one user."))
+
+        @functools.wraps(command)
+        def wrapper(**kw: Any) -> Any:
+            given = [(kind, name) for kind in ENTITY_KINDS if (name := kw.pop(kind, None)) is not None]
+            given += [("global", None)] if kw.pop("is_global") else []
+            if len(given) != 1:
+                names = "--global, --version, --group" + (" or --user" if users else "")
+                raise Failure(f"give exactly one of {names}")
+            with _failures():
+                where = entity(*given[0], Settings.from_environ())
+            return command(where=where, **kw)
+
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def caller_options(command: F) -> F:
+    """The caller whose flags are read: --version, --group (repeatable) and --user, all optional."""
+
+    @click.option("--user", metavar="U", help="The caller's user id.")
+    @click.option("--group", "groups", metavar="G", multiple=True, help="A group of the caller's (repeatable).")
+    @click.option("--version", metavar="V", help="The caller's version.")
+    @functools.wraps(command)
+    def wrapper(version: str | None, groups: tuple[str, ...], user: str | None, **kw: Any) -> Any:
+        return command(caller={"version": version, "groups": list(groups), "user": user}, **kw)
+
+    return wrapper  # type: ignore[return-value]
+
+
+message_option = click.option("-m", "--message", metavar="TEXT", help="Why: recorded in the audit entry.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli() -> None:
+    """Operate Flipper's flags: change them through one audited write path, review them as code, see who
+    changed what, and undo.
+
+    \b
+    Where the flags are (every command takes these):
+      --redis-url URL (or REDIS_URL)   Redis directly, with FLIPPER_KEY_PREFIX and FLIPPER_REDIS_CLUSTER
+      --function NAME, --stack STACK   the deployed function, with your AWS credentials
+
+    Exit codes: 0 done, 1 error, 2 `apply --dry-run` found changes pending.
+    """
+
+
+def _changed(target: Target, result: dict[str, Any], done: str, nothing: str) -> None:
+    if result["entry"] is None:
+        target.echo(result, f"{nothing}; nothing changed (revision {result['revision']})")
+    else:
+        target.echo(result, f"{done} (revision {result['revision']}, entry {result['entry']})")
+
+
+def _change_command(operation: str, verb: str, summary: str) -> None:
+    """enable, disable and clear: one feature at one entity."""
+
+    @cli.command(operation, help=summary, short_help=summary.partition(":")[0] + ".")
+    @click.argument("feature")
+    @entity_options()
+    @message_option
+    @target_options
+    def command(target: Target, feature: str, where: str, message: str | None) -> None:
+        result = target.run("change", operation=operation, feature=feature, entity=where, message=message)
+        _changed(target, result, f"{verb} {feature} for {where}", f"{feature} is already {verb} for {where}")
+
+
+_change_command("enable", "enabled", "Enable FEATURE for one entity: in its positive set, out of its negative set.")
+_change_command(
+    "disable", "disabled", "Disable FEATURE for one entity: in its negative set (a deny, which wins everywhere)."
+)
+_change_command("clear", "cleared", "Clear FEATURE at one entity: out of both sets, no rollout (it inherits).")
+
+
+@cli.command(short_help="Roll FEATURE out to PERCENT of an entity's users.")
+@click.argument("feature")
+@click.argument("percent")
+@entity_options(users=False)
+@message_option
+@target_options
+def rollout(target: Target, feature: str, percent: str, where: str, message: str | None) -> None:
+    """Roll FEATURE out to PERCENT of the entity's users (0 to 100, up to three decimals; 0 removes it).
+
+    A user is in when crc32(FEATURE + user id) % 100000 < PERCENT * 1000, as in Flipper for Ruby, so the
+    same users stay in as the percentage grows.
+    """
+    result = target.run(
+        "change", operation="rollout", feature=feature, entity=where, percentage=percent, message=message
+    )
+    _changed(
+        target,
+        result,
+        f"rolled {feature} out to {percent}% at {where}",
+        f"{feature} is already at {percent}% at {where}",
+    )
+
+
+@cli.command(short_help="Delete FEATURE from every entity.")
+@click.argument("feature")
+@message_option
+@target_options
+def delete(target: Target, feature: str, message: str | None) -> None:
+    """Delete FEATURE: out of every set and rollout of every entity."""
+    result = target.run("delete", feature=feature, message=message)
+    _changed(target, result, f"deleted {feature}", f"no entity names {feature}")
+
+
+@cli.command("list", short_help="Every feature and, per entity, on, off or rolled out.")
+@target_options
+def list_(target: Target) -> None:
+    """Every feature in Redis and, per entity, enabled, disabled or rolled out."""
+    result = target.run("export")
+    features = result["flags"]["features"]
+    rows = [
+        [
+            name,
+            ", ".join(entry.get("enabled", [])) or "-",
+            ", ".join(entry.get("disabled", [])) or "-",
+            ", ".join(f"{where} {value}%" for where, value in entry.get("rollout", {}).items()) or "-",
+        ]
+        for name, entry in features.items()
+    ]
+    text = _table(["FEATURE", "ENABLED", "DISABLED", "ROLLOUT"], rows) if rows else "no features"
+    target.echo({"revision": result["revision"], "features": features}, text)
+
+
+@cli.command(short_help="The features enabled for a caller (as GET /).")
+@caller_options
+@target_options
+def show(target: Target, caller: dict[str, Any]) -> None:
+    """The features enabled for a caller, as GET / answers them."""
+    result = target.run("show", **caller)
+    target.echo(result, "\n".join(result["features"]) or "no features enabled")
+
+
+@cli.command(short_help="Why FEATURE is on or off for a caller.")
+@click.argument("feature")
+@caller_options
+@target_options
+def explain(target: Target, feature: str, caller: dict[str, Any]) -> None:
+    """Why FEATURE is on or off for a caller, as GET /features/FEATURE?explain=true answers it."""
+    result = target.run("explain", feature=feature, **caller)
+    lines = [f"{feature}: {'on' if result['enabled'] else 'off'} ({result['reason']})"]
+    lines += [f"  enabled by  {key}" for key in result["enabled_by"]]
+    lines += [f"  disabled by {key}" for key in result["disabled_by"]]
+    lines += [
+        f"  rollout     {rollout['key']} at {rollout['percentage']:g}%: user's bucket {result['bucket']}"
+        for rollout in result["rollouts"]
+    ]
+    target.echo(result, "\n".join(lines))
+
+
+@cli.command(short_help="The whole flag state as a flags file (YAML).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file, not stdout.")
+@target_options
+def export(target: Target, output: Path | None) -> None:
+    """The whole flag state as a flags file (YAML) to review in git; `flipper apply` reads it back."""
+    result = target.run("export")
+    text = (
+        json.dumps(result["flags"], ensure_ascii=False, indent=2) + "\n"
+        if target.as_json
+        else flagfile.dumps(result["flags"])
+    )
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with _failures():
+            output.write_text(text, encoding="utf-8")
+        click.echo(
+            f"wrote {len(result['flags']['features'])} features to {output} (revision {result['revision']})", err=True
+        )
+
+
+@cli.command(short_help="Plan, then make Redis match a flags file.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--dry-run", is_flag=True, help="Print the plan and stop: exit 0 when nothing would change, 2 otherwise.")
+@click.option("--prune", is_flag=True, help="Also clear every feature the file does not name.")
+@message_option
+@target_options
+@click.pass_context
+def apply(ctx: click.Context, target: Target, file: str, dry_run: bool, prune: bool, message: str | None) -> None:
+    """Make Redis match FILE (a flags file; - reads stdin): print the plan, then apply it in one atomic
+    write, only if the flags have not changed since the plan was made.
+
+    FILE is the full desired state of the features it names. Applying it twice changes nothing the second time.
+    """
+    with _failures():
+        document = flagfile.loads(click.open_file(file, encoding="utf-8").read(), file)
+    planned = target.run("plan", flags_file=document, prune=prune)
+    changes = planned["changes"]
+    if not target.as_json:
+        click.echo(_plan_text(changes, planned["revision"]))
+    if dry_run or not changes:
+        if target.as_json:
+            target.echo(planned, "")
+        ctx.exit(2 if dry_run and changes else 0)
+    result = target.run("apply", flags_file=document, prune=prune, revision=planned["revision"], message=message)
+    target.echo(
+        result, f"applied {len(result['changes'])} changes (revision {result['revision']}, entry {result['entry']})"
+    )
+
+
+@cli.command(short_help="Who changed what, when: newest first.")
+@click.argument("feature", required=False)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many entries.")
+@target_options
+def history(target: Target, feature: str | None, limit: int) -> None:
+    """Audit entries, newest first: who changed what, when, and the revision it produced; only FEATURE's
+    when given. Flags written around Flipper (redis-cli) have no entry."""
+    result = target.run("history", feature=feature, limit=limit)
+    rows = [
+        [
+            entry["id"],
+            entry["time"],
+            entry["actor"],
+            entry["operation"] + (f" {entry['undoes']}" if "undoes" in entry else ""),
+            _summary(entry["changes"]),
+            entry.get("message", ""),
+        ]
+        for entry in result["entries"]
+    ]
+    text = _table(["ENTRY", "TIME", "ACTOR", "OPERATION", "CHANGES", "MESSAGE"], rows) if rows else "no entries"
+    target.echo(result, text)
+
+
+@cli.command(short_help="Revert one audit entry.")
+@click.argument("entry")
+@click.option("--force", is_flag=True, help="Undo even when later entries changed the same flags.")
+@message_option
+@target_options
+def undo(target: Target, entry: str, force: bool, message: str | None) -> None:
+    """Apply the inverse of audit ENTRY (its id, as history shows it), itself audited. Refused, naming them,
+    when later entries changed the same flags, unless --force."""
+    result = target.run("undo", entry=entry, force=force, message=message)
+    _changed(target, result, f"undid {entry}", f"the flags are already as before {entry}")
+
+
+def _summary(changes: list[list[str]]) -> str:
+    shown = "; ".join(_change_text(change) for change in changes[:3])
+    return shown + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+
+
+def _change_text(change: list[str]) -> str:
+    key, feature, before, after = change
+    where, _, kind = key.rpartition(":")
+    if kind == "rollout":
+        return f"{feature} rollout at {where}: {before or '-'} → {after or '-'}"
+    word = "enabled" if kind == "positive" else "disabled"
+    return f"{feature} {word} at {where}" if after else f"{feature} no longer {word} at {where}"
+
+
+def _plan_text(changes: list[list[str]], revision: int) -> str:
+    if not changes:
+        return f"no changes (revision {revision})"
+    lines = [f"plan against revision {revision}: {len(changes)} membership changes"]
+    for change in changes:
+        before, after = change[2], change[3]
+        sign, colour = ("~", "yellow") if before and after else ("+", "green") if after else ("-", "red")
+        lines.append(click.style(f"  {sign} {_change_text(change)}", fg=colour))
+    return "\n".join(lines)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns aligned to their widest cell; line breaks in names shown escaped, so a row stays one line."""
+    cells = [header] + [
+        [cell.encode("unicode_escape").decode() if "\n" in cell else cell for cell in row] for row in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: click's errors as one line and exit code 1 (click alone would use 2, which here
+    means changes pending)."""
+    try:
+        return cli.main(args=argv, prog_name="flipper", standalone_mode=False) or 0
+    except click.ClickException as exc:
+        hint = f" (see {exc.ctx.command_path} --help)" if isinstance(exc, click.UsageError) and exc.ctx else ""
+        click.echo(f"flipper: error: {exc.format_message()}{hint}", err=True)
+        return 1
+    except click.Abort:
+        click.echo("flipper: aborted", err=True)
+        return 1
+    except Exception as exc:  # a bug: still one line, never a traceback
+        click.echo(f"flipper: internal error: {exc!r}", err=True)
+        return 1
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free one).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to serve on; loopback unless you mean it."
+)
+@target_options
+def console(target: Target, host: str, port: int) -> None:
+    """Serve the operator console on HOST:PORT: every flag, changes previewed then confirmed, evaluate as a
+    caller, history and undo, export and apply. Open the address it prints: it holds the console's token."""
+    from . import console as web  # Jinja2 and uvicorn: only this command needs them
+
+    with _failures():
+        web.serve(target.backend(), host, port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The flags file: the whole flag state as YAML, to review in git (schema: flags.schema.json beside this module).
+
+```yaml
+flipper: 1
+features:
+  checkout_v2:
+    enabled: [global, version:v1]
+    disabled: [user:u2]
+    rollout: {group:beta: 25}
+```
+JSON is YAML too, so a `.json` file reads as well. Used by the CLI and the console, not by the Lambda.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from .flags import FlagError
+
+HEADER = (
+    "# Flipper flags: the full desired state of every feature below (docs/operate.md).\n"
+    "# `flipper apply` makes Redis match it; with --prune it also clears features not named here.\n"
+)
+
+
+def dumps(document: dict[str, Any]) -> str:
+    """`document` as YAML, percentages as numbers, with a header saying what the file is."""
+    features = {
+        name: {
+            field: ({where: _number(value) for where, value in entities.items()} if field == "rollout" else entities)
+            for field, entities in entry.items()
+        }
+        for name, entry in document["features"].items()
+    }
+    body = yaml.safe_dump(
+        {"flipper": document["flipper"], "features": features},
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=120,
+    )
+    return HEADER + body
+
+
+def _number(text: str) -> int | float | str:
+    """A stored percentage as YAML's number, when it reads back as the same text; else the text itself."""
+    try:
+        number: int | float = float(text) if "." in text else int(text)
+    except ValueError:  # a hand-written value Flipper would not write: kept for apply to refuse, named
+        return text
+    return number if str(number) == text else text
+
+
+def loads(text: str, source: str) -> Any:
+    """Parse YAML (or JSON); a FlagError names `source` and the line of the first problem."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}, line {mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise FlagError(f"{where}: not valid YAML: {problem}") from None

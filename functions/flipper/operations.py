@@ -1,0 +1,261 @@
+"""Operators' commands, JSON in and JSON out: what `flipper` runs, on Redis directly or inside the function.
+
+The same functions answer both paths (the CLI's `--redis-url`, and the Lambda admin event behind
+`--function`), so the two cannot drift. Every argument is checked here: the admin event is input too.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.exceptions import HTTPException
+
+from . import flags, writes
+from .flags import FlagError, check_name
+from .model import Context, evaluate_feature
+from .query import group_set
+from .settings import Settings
+from .store import Store
+
+Operation = Callable[..., Awaitable[dict[str, Any]]]
+OPERATIONS: dict[str, Operation] = {}
+CHANGES = ("enable", "disable", "clear", "rollout")
+
+
+def _operation(function: Operation) -> Operation:
+    OPERATIONS[function.__name__.removesuffix("_")] = function
+    return function
+
+
+async def run(store: Store, settings: Settings, name: object, arguments: object) -> dict[str, Any]:
+    """Run operation `name` with `arguments` (a JSON object); FlagError names what is wrong with them."""
+    if name not in OPERATIONS:
+        raise FlagError(f"unknown operation {name!r}; expected one of {', '.join(OPERATIONS)}")
+    if not isinstance(arguments, dict) or not all(isinstance(key, str) for key in arguments):
+        raise FlagError("arguments must be a JSON object")
+    operation = OPERATIONS[name]  # type: ignore[index]
+    try:
+        inspect.signature(operation).bind(store, settings, **arguments)
+    except TypeError as exc:  # an argument missing or unknown: the message names it
+        raise FlagError(f"{name}: {exc}") from None
+    return await operation(store, settings, **arguments)
+
+
+def _context(settings: Settings, version: object, groups: object, user: object) -> Context:
+    if not isinstance(groups, list):
+        raise FlagError("groups must be a list of group names")
+    try:
+        unique = group_set([check_name("group name", group, settings) for group in groups], settings)
+    except HTTPException as exc:
+        raise FlagError(exc.detail) from None
+    return Context(
+        version=None if version is None else check_name("version", version, settings),
+        groups=unique,
+        user=None if user is None else check_name("user", user, settings),
+    )
+
+
+def _audit(actor: object, operation: str, message: object, **fields: str) -> dict[str, str]:
+    if not isinstance(actor, str) or not actor:
+        raise FlagError("actor must be a non-empty string: who makes the change")
+    if message is not None and not isinstance(message, str):
+        raise FlagError("message must be a string")
+    return {"actor": actor, "operation": operation, **fields, **({"message": message} if message else {})}
+
+
+@_operation
+async def export(store: Store, settings: Settings) -> dict[str, Any]:
+    """The whole flag state, as a flags file holds it, and the revision it was read at."""
+    revision, state = await flags.read_state(store)
+    return {"revision": revision, "flags": {"flipper": flags.FILE_FORMAT, "features": flags.features_of(state)}}
+
+
+@_operation
+async def show(
+    store: Store, settings: Settings, version: object = None, groups: object = (), user: object = None
+) -> dict[str, Any]:
+    """The caller's enabled features, as `GET /` answers them."""
+    return {"features": await store.features(_context(settings, version, list(groups or []), user))}
+
+
+@_operation
+async def explain(
+    store: Store, settings: Settings, feature: object, version: object = None, groups: object = (), user: object = None
+) -> dict[str, Any]:
+    """One feature for a caller, as `GET /features/{name}?explain=true` answers it."""
+    name = check_name("feature name", feature, settings)
+    context = _context(settings, version, list(groups or []), user)
+    evaluation = evaluate_feature(name, await store.snapshot(context))
+    return {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason, **evaluation.explanation()}
+
+
+@_operation
+async def change(
+    store: Store,
+    settings: Settings,
+    operation: object,
+    feature: object,
+    entity: object,
+    actor: object,
+    percentage: object = None,
+    message: object = None,
+    revision: object = None,
+) -> dict[str, Any]:
+    """Enable, disable, clear or roll out one feature at one entity, through the audited write path.
+
+    enable: in the entity's positive set, out of its negative set; disable: the reverse (a deny, which
+    wins everywhere); clear: out of both and no rollout (inherit); rollout: the entity's percentage (0
+    removes it). With `revision`, refused (Refused) unless the flags are still at that revision.
+    """
+    name = _removable(feature) if operation == "clear" else check_name("feature name", feature, settings)
+    where = flags.parse_entity(entity, settings)
+    return await _write(
+        store,
+        settings,
+        change_memberships(operation, name, where, percentage),
+        _audit(actor, operation, message, feature=name, entity=where),
+        expected_revision=_revision(revision),
+    )
+
+
+def change_memberships(
+    operation: object, feature: str, where: str, percentage: object = None
+) -> list[tuple[str, str, str]]:
+    """What `change` sets, as `(key, feature, value)` ("" removes): the console previews these before writing."""
+    if operation not in CHANGES:
+        raise FlagError(f"unknown change {operation!r}; expected one of {', '.join(CHANGES)}")
+    if operation == "rollout":
+        wanted = {flags.ROLLOUT: _rollout(where, percentage)}
+    else:
+        wanted = {
+            flags.POSITIVE: "1" if operation == "enable" else "",
+            flags.NEGATIVE: "1" if operation == "disable" else "",
+        }
+        if operation == "clear":
+            wanted[flags.ROLLOUT] = ""
+    if where.startswith("user:"):
+        wanted.pop(flags.ROLLOUT, None)  # users have no rollout hash
+    return [(f"{where}:{kind}", feature, value) for kind, value in wanted.items()]
+
+
+def _revision(revision: object) -> int | None:
+    """The revision a write expects (None: any), checked: the one a page was loaded or a plan made at."""
+    if revision is not None and (not isinstance(revision, int) or isinstance(revision, bool)):
+        raise FlagError("revision must be an integer: the revision the change was prepared at")
+    return revision
+
+
+def _removable(feature: object) -> str:
+    """A name to take out: any text Redis can hold, so that a name the API refuses (written around Flipper,
+    or before names were checked) can still be cleared away; only new names must pass `check_name`."""
+    if not isinstance(feature, str):
+        raise FlagError(f"feature name must be a string, not {type(feature).__name__}")
+    try:
+        feature.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FlagError("feature name is not valid UTF-8 (it holds a lone surrogate)") from None
+    return feature
+
+
+def _rollout(where: str, percentage: object) -> str:
+    if where.startswith("user:"):
+        raise FlagError("a user has no rollout: enable or disable the feature for them instead")
+    if percentage is None:
+        raise FlagError("rollout needs a percentage")
+    value = flags.percentage(percentage)
+    return "" if value == "0" else value
+
+
+@_operation
+async def delete(
+    store: Store, settings: Settings, feature: object, actor: object, message: object = None, revision: object = None
+) -> dict[str, Any]:
+    """The feature out of every set and rollout of every entity; with `revision`, only if still at it."""
+    name = _removable(feature)
+    expected = _revision(revision)
+    _, state = await flags.read_state(store)
+    wanted = [(key, member, "") for key, member in state if member == name]
+    return await _write(
+        store, settings, wanted, _audit(actor, "delete", message, feature=name), expected_revision=expected
+    )
+
+
+@_operation
+async def plan(store: Store, settings: Settings, flags_file: object, prune: object = False) -> dict[str, Any]:
+    """The memberships that applying `flags_file` would change, and the revision the plan was made at."""
+    revision, changes = await _plan(store, settings, flags_file, prune)
+    return {"revision": revision, "changes": [list(change) for change in changes]}
+
+
+@_operation
+async def apply(
+    store: Store,
+    settings: Settings,
+    flags_file: object,
+    revision: object,
+    actor: object,
+    prune: object = False,
+    message: object = None,
+) -> dict[str, Any]:
+    """Make the flags match `flags_file`, in one atomic write, only if the revision is still `revision`."""
+    if not isinstance(revision, int) or isinstance(revision, bool):
+        raise FlagError("revision must be the integer the plan was made at")
+    audit = _audit(actor, "apply", message)
+    current, changes = await _plan(store, settings, flags_file, prune)
+    if current != revision:
+        raise writes.Refused(f"flags changed since the plan (revision {revision}, now {current}); run again")
+    wanted = [(key, feature, after) for key, feature, _, after in changes]
+    return await _write(store, settings, wanted, audit, expected_revision=revision)
+
+
+async def _plan(store: Store, settings: Settings, flags_file: object, prune: object) -> tuple[int, list[flags.Change]]:
+    features = flags.check_flags(flags_file, settings)
+    revision, current = await flags.read_state(store)
+    named = {feature for _, feature in current} if prune is True else set(features)
+    return revision, flags.plan(current, flags.memberships_of(features), named | set(features))
+
+
+@_operation
+async def history(store: Store, settings: Settings, feature: object = None, limit: object = 20) -> dict[str, Any]:
+    """Audit entries, newest first; only those that changed `feature` when it is given."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise FlagError("limit must be a positive integer")
+    name = None if feature is None else check_name("feature name", feature, settings)
+    return {"entries": [entry.as_json() for entry in await writes.history(store, name, limit)]}
+
+
+@_operation
+async def undo(
+    store: Store,
+    settings: Settings,
+    entry: object,
+    actor: object,
+    force: object = False,
+    message: object = None,
+    revision: object = None,
+) -> dict[str, Any]:
+    """The inverse of audit entry `entry`, itself audited; refused when later entries changed the same flags,
+    or, with `revision`, when the flags are no longer at that revision."""
+    if not isinstance(entry, str):
+        raise FlagError("entry must be an audit entry id such as 1700000000000-0")
+    expected = _revision(revision)
+    audit = _audit(actor, "undo", message)
+    result = await writes.undo(
+        store, entry, audit=audit, force=force is True, expected_revision=expected, audit_length=settings.audit_length
+    )
+    return result.as_json()
+
+
+async def _write(
+    store: Store,
+    settings: Settings,
+    wanted: list[tuple[str, str, str]],
+    audit: dict[str, str],
+    expected_revision: int | None = None,
+) -> dict[str, Any]:
+    result = await writes.write(
+        store, wanted, audit=audit, expected_revision=expected_revision, audit_length=settings.audit_length
+    )
+    return result.as_json()

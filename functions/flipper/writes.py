@@ -1,0 +1,153 @@
+"""The one write path: every change to the flags, through lua/write.lua, counted and audited; history and undo.
+
+Each change is one script call that applies its memberships, increments `<prefix>revision` and appends
+an entry to the capped stream `<prefix>audit`, atomically. A change that changes nothing writes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from .flags import Change, FlagError
+from .store import Store
+
+_ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+
+
+class Refused(FlagError):
+    """A change not made because the flags are not as it expects: changed since a plan, say."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Result:
+    """What a change did: the revision after it, and its audit entry's id and changes (none: nothing to do)."""
+
+    revision: int
+    entry: str | None = None
+    changes: tuple[Change, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"revision": self.revision, "entry": self.entry, "changes": [list(c) for c in self.changes]}
+
+
+async def write(
+    store: Store,
+    wanted: list[tuple[str, str, str]],
+    *,
+    audit: dict[str, str],
+    expected_revision: int | None = None,
+    audit_length: int,
+) -> Result:
+    """Set each `(key, member, value)` of `wanted` ("" removes it), in one atomic script call.
+
+    `audit` holds the entry's fields (actor, operation, feature, entity, message, undoes). With
+    `expected_revision`, the change is refused (Refused) unless the revision is still that one.
+    """
+    keys = sorted({key for key, _, _ in wanted})
+    index = {key: position for position, key in enumerate(keys, start=3)}  # after the revision and audit keys
+    fields = [text for pair in audit.items() for text in pair]
+    args: list[str | int] = ["" if expected_revision is None else expected_revision, audit_length, len(audit), *fields]
+    for key, member, value in wanted:
+        args += [index[key], member, value]
+    status, revision, *rest = await store.write(keys, args)
+    if status == "stale":
+        raise Refused(f"flags changed since revision {expected_revision} (now {revision}); nothing was written")
+    if status == "wrongtype":
+        raise FlagError(f"key {revision!r} holds something other than Flipper expects there; nothing was written")
+    if status == "unchanged":
+        return Result(int(revision))
+    entry, changes = rest
+    return Result(int(revision), entry, tuple(map(tuple, json.loads(changes))))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """One audit entry: who changed what, when, and the revision it produced."""
+
+    id: str
+    revision: int
+    time: str  # ISO 8601, UTC, from Redis's clock
+    fields: dict[str, str]
+    changes: tuple[Change, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "revision": self.revision,
+            "time": self.time,
+            **self.fields,
+            "changes": [list(change) for change in self.changes],
+        }
+
+
+def _entry(id: str, raw: dict[str, str]) -> Entry:
+    fields = dict(raw)
+    seconds = float(fields.pop("time"))
+    return Entry(
+        id=id,
+        revision=int(fields.pop("revision")),
+        time=datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        changes=tuple(map(tuple, json.loads(fields.pop("changes")))),
+        fields=fields,
+    )
+
+
+async def history(store: Store, feature: str | None = None, limit: int = 20) -> list[Entry]:
+    """Audit entries, newest first; only those that changed `feature` when it is given."""
+    found: list[Entry] = []
+    end = "+"
+    while len(found) < limit:
+        batch = await store.audit_range(end, "-", count=max(limit, 100), reverse=True)
+        for id, raw in batch:
+            entry = _entry(id, raw)
+            if feature is None or any(change[1] == feature for change in entry.changes):
+                found.append(entry)
+        if len(batch) < max(limit, 100):
+            break
+        end = "(" + batch[-1][0]
+    return found[:limit]
+
+
+async def entry(store: Store, id: str) -> Entry:
+    """The audit entry `id`; FlagError when the stream has no such entry (never written, or trimmed)."""
+    if not _ENTRY_ID.fullmatch(id):
+        raise FlagError(f"{id!r} is not an audit entry id such as 1700000000000-0 (flipper history shows them)")
+    found = await store.audit_range(id, id)
+    if not found:
+        raise FlagError(f"no audit entry {id!r} (it may have been trimmed from the stream)")
+    return _entry(*found[0])
+
+
+def _memberships(entry: Entry) -> set[tuple[str, str]]:
+    return {(key, member) for key, member, _, _ in entry.changes}
+
+
+async def undo(
+    store: Store,
+    id: str,
+    *,
+    audit: dict[str, str],
+    force: bool = False,
+    expected_revision: int | None = None,
+    **options: Any,
+) -> Result:
+    """Apply the inverse of entry `id`, audited as an undo naming it.
+
+    Refused when a later entry changed the same memberships (naming those entries), unless `force`; with
+    `expected_revision`, also when the flags are no longer at that revision.
+    """
+    # Read before the later entries are (a write after them makes this stale), unless the caller knows its own.
+    revision = await store.revision() if expected_revision is None else expected_revision
+    undone = await entry(store, id)
+    touched = _memberships(undone)
+    later = [
+        e.id for e in (_entry(*raw) for raw in await store.audit_range("(" + id, "+")) if touched & _memberships(e)
+    ]
+    if later and not force:
+        raise Refused(f"entries {', '.join(later)} changed the same flags since {id}; --force undoes anyway")
+    wanted = [(key, member, before) for key, member, before, _ in undone.changes]
+    return await write(store, wanted, audit={**audit, "undoes": id}, expected_revision=revision, **options)

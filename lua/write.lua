@@ -1,0 +1,73 @@
+-- Flipper's write script: every change to the flags, applied, counted and audited in one atomic step.
+--
+-- KEYS[1] the revision counter, KEYS[2] the audit stream, KEYS[3..] the flag keys the change touches:
+-- sets (`...:positive`, `...:negative`) and rollout hashes (`...:rollout`). Every key is declared, so the
+-- script runs in a cluster (all keys share the prefix's hash tag) and on ElastiCache Serverless.
+-- ARGV[1] the revision the change was planned against ('' for any), ARGV[2] the audit stream's MAXLEN,
+-- ARGV[3] the key prefix's length (audit entries name keys without it), ARGV[4] n, then n pairs of audit
+-- fields (actor, operation, ...), then one triple per membership: KEYS index, member, wanted value.
+-- A value is '1' for a set member, a percentage for a rollout field, '' for absent.
+--
+-- Answers {'ok', revision, entry id, changes as JSON}, {'unchanged', revision}, {'stale', revision} or
+-- {'wrongtype', key}. Nothing is written unless every check passes, and nothing at all when no
+-- membership changes: an empty change leaves the revision and the audit alone.
+local revision = redis.call('GET', KEYS[1])
+if revision and not tonumber(revision) then
+  return {'wrongtype', KEYS[1]}
+end
+revision = tonumber(revision or '0')
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= revision then
+  return {'stale', tostring(revision)}
+end
+
+-- Refuse before the first write: Redis does not roll a script back when a command in it fails.
+local function is_rollout(key)
+  return string.sub(key, -8) == ':rollout'
+end
+for i = 3, #KEYS do
+  local kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind ~= 'none' and kind ~= (is_rollout(KEYS[i]) and 'hash' or 'set') then
+    return {'wrongtype', KEYS[i]}
+  end
+end
+local audit_kind = redis.call('TYPE', KEYS[2])['ok']
+if audit_kind ~= 'none' and audit_kind ~= 'stream' then
+  return {'wrongtype', KEYS[2]}
+end
+
+local prefix_length = tonumber(ARGV[3])
+local first = 5 + 2 * tonumber(ARGV[4])
+local changes = {}
+for i = first, #ARGV, 3 do
+  local key, member, wanted = KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2]
+  local before
+  if is_rollout(key) then
+    before = redis.call('HGET', key, member) or ''
+    if before ~= wanted then
+      if wanted == '' then redis.call('HDEL', key, member) else redis.call('HSET', key, member, wanted) end
+    end
+  else
+    before = redis.call('SISMEMBER', key, member) == 1 and '1' or ''
+    if before ~= wanted then
+      if wanted == '' then redis.call('SREM', key, member) else redis.call('SADD', key, member) end
+    end
+  end
+  if before ~= wanted then
+    changes[#changes + 1] = {string.sub(key, prefix_length + 1), member, before, wanted}
+  end
+end
+if #changes == 0 then
+  return {'unchanged', tostring(revision)}
+end
+
+revision = redis.call('INCR', KEYS[1])
+local now = redis.call('TIME')
+local encoded = cjson.encode(changes)
+local entry = {'MAXLEN', '~', ARGV[2], '*', 'revision', revision, 'time', now[1] .. '.' .. string.format('%06d', now[2])}
+for i = 5, first - 1 do
+  entry[#entry + 1] = ARGV[i]
+end
+entry[#entry + 1] = 'changes'
+entry[#entry + 1] = encoded
+local id = redis.call('XADD', KEYS[2], unpack(entry))
+return {'ok', tostring(revision), id, encoded}

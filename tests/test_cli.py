@@ -1,0 +1,228 @@
+"""The `flipper` command on a real redis-server: output for people and for scripts, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from bench.servers import RedisServer, free_port
+from flipper import devstore
+from flipper.cli import main
+
+
+@pytest.fixture
+def flags(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """The seed's example flags written with plain commands, and REDIS_URL pointing at them."""
+    client = redis.Redis(port=redis_server.port, decode_responses=True)
+    client.flushall()
+    client.sadd("version:v1:positive", "feature_A", "feature_B")
+    client.sadd("group:g1:negative", "feature_B")
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.delenv("FLIPPER_KEY_PREFIX", raising=False)
+    yield client
+    client.close()
+
+
+def flipper(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_walk_through_writes_with_the_cli_serve_the_same_answers(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = flipper(capsys, "enable", "special_g1_feature", "--group", "g1", "--actor", "ana", "-m", "try")
+    assert (code, err) == (0, "")
+    assert out.startswith("enabled special_g1_feature for group:g1 (revision 1, entry ")
+    assert flipper(capsys, "show", "--version", "v1", "--group", "g1")[1] == "feature_A\nspecial_g1_feature\n"
+    assert flipper(capsys, "enable", "special_g1_feature", "--group", "g1")[1] == (
+        "special_g1_feature is already enabled for group:g1; nothing changed (revision 1)\n"
+    )
+    assert flipper(capsys, "list")[1].splitlines() == [
+        "FEATURE             ENABLED     DISABLED  ROLLOUT",
+        "feature_A           version:v1  -         -",
+        "feature_B           version:v1  group:g1  -",
+        "special_g1_feature  group:g1    -         -",
+    ]
+    code, out, _ = flipper(capsys, "history", "--json")
+    [entry] = json.loads(out)["entries"]
+    assert (entry["actor"], entry["operation"], entry["message"]) == ("ana", "enable", "try")
+    history = flipper(capsys, "history")[1].splitlines()
+    assert history[0].split() == ["ENTRY", "TIME", "ACTOR", "OPERATION", "CHANGES", "MESSAGE"]
+    assert history[1].split()[2:] == ["ana", "enable", "special_g1_feature", "enabled", "at", "group:g1", "try"]
+
+
+def test_explain_and_show_print_json_for_scripts(flags: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = flipper(capsys, "explain", "feature_B", "--version", "v1", "--group", "g1")
+    assert (code, out) == (
+        0,
+        "feature_B: off (TARGETING_MATCH)\n  enabled by  version:v1:positive\n  disabled by group:g1:negative\n",
+    )
+    code, out, _ = flipper(capsys, "show", "--version", "v1", "--json")
+    assert (code, json.loads(out)) == (0, {"features": ["feature_A", "feature_B"]})
+
+
+def test_rollout_and_delete(flags: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
+    assert flipper(capsys, "rollout", "feature_A", "12.5", "--group", "beta")[0] == 0
+    assert flags.hgetall("group:beta:rollout") == {"feature_A": "12.5"}
+    flipper(capsys, "rollout", "search", "97.601", "--group", "gamma")  # bucket 97600 (tests/test_rollout.py)
+    assert flipper(capsys, "explain", "search", "--group", "gamma", "--user", "User;1")[1].splitlines() == [
+        "search: on (SPLIT)",
+        "  enabled by  group:gamma:rollout",
+        "  rollout     group:gamma:rollout at 97.601%: user's bucket 97600",
+    ]
+    assert "group:beta 12.5%" in flipper(capsys, "list")[1]
+    assert flipper(capsys, "rollout", "feature_A", "0", "--group", "beta")[0] == 0
+    assert flags.exists("group:beta:rollout") == 0
+    code, out, _ = flipper(capsys, "delete", "feature_B", "--json")
+    assert (code, sorted(change[0] for change in json.loads(out)["changes"])) == (
+        0,
+        ["group:g1:negative", "version:v1:positive"],
+    )
+
+
+def test_export_then_apply_elsewhere_and_apply_again_changes_nothing(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flipper(capsys, "rollout", "feature_A", "33.333", "--version", "v2")
+    exported = tmp_path / "flags.yaml"
+    code, _, err = flipper(capsys, "export", "-o", str(exported))
+    assert (code, err) == (0, f"wrote 2 features to {exported} (revision 1)\n")
+    assert "33.333" in exported.read_text()
+    monkeypatch.setenv("FLIPPER_KEY_PREFIX", "{copy}:")
+    code, out, _ = flipper(capsys, "apply", str(exported), "--dry-run")
+    assert code == 2
+    assert out.splitlines()[0] == "plan against revision 0: 4 membership changes"
+    assert "  + feature_A rollout at version:v2: - → 33.333" in out.splitlines()
+    assert flags.keys("{copy}:*") == []
+    assert flipper(capsys, "apply", str(exported))[0] == 0
+    assert flipper(capsys, "apply", str(exported)) == (0, "no changes (revision 1)\n", "")
+    assert flipper(capsys, "apply", str(exported), "--dry-run") == (0, "no changes (revision 1)\n", "")
+    monkeypatch.delenv("FLIPPER_KEY_PREFIX")
+    assert flipper(capsys, "export")[1] == exported.read_text()
+
+
+def test_apply_reads_stdin_and_prunes(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("flipper: 1\nfeatures:\n  feature_A:\n    enabled: [global]\n"))
+    code, out, _ = flipper(capsys, "apply", "-", "--prune", "--json")
+    assert (code, len(json.loads(out)["changes"])) == (0, 4)
+    assert flipper(capsys, "show")[1] == "feature_A\n"
+
+
+def test_undo_and_its_refusal(flags: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
+    first = json.loads(flipper(capsys, "disable", "feature_A", "--global", "--json")[1])
+    later = json.loads(flipper(capsys, "enable", "feature_A", "--global", "--json")[1])
+    code, _, err = flipper(capsys, "undo", first["entry"])
+    assert (code, err) == (
+        1,
+        f"flipper: error: entries {later['entry']} changed the same flags since {first['entry']}; "
+        "--force undoes anyway\n",
+    )
+    assert flipper(capsys, "undo", later["entry"])[1].startswith(f"undid {later['entry']} (revision 3, entry ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["enable", "a", "--global", "--colour"], "No such option: --colour"),
+        (["enable", "a"], "give exactly one of --global, --version, --group or --user"),
+        (["enable", "a", "--global", "--group", "g"], "give exactly one of --global, --version, --group or --user"),
+        (["enable", "", "--global"], "feature name is empty"),
+        (["enable", "x" * 300, "--global"], "feature name is 300 characters long; the limit is 256"),
+        (["enable", "a", "--group", ""], "group name is empty"),
+        (["rollout", "a", "50", "--user", "u"], "No such option: --user (see flipper rollout --help)"),
+        (["rollout", "a", "1e2", "--global"], "percentage '1e2' is not a number from 0 to 100 with at most"),
+        (["history", "--limit", "0"], "Invalid value for '--limit': 0 is not in the range x>=1."),
+        (["undo", "yesterday"], "'yesterday' is not an audit entry id such as 1700000000000-0"),
+        (["frobnicate"], "No such command 'frobnicate'."),
+    ],
+)
+def test_bad_input_is_one_line_exit_1_and_writes_nothing(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str], argv: list[str], error: str
+) -> None:
+    keys = sorted(flags.keys("*"))
+    code, out, err = flipper(capsys, *argv)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"flipper: error: {error}")
+    assert err.count("\n") == 1
+    assert sorted(flags.keys("*")) == keys
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ("flipper: 1\nfeatures: [a\n", "line 3: not valid YAML"),
+        ("flipper: 2\nfeatures: {}\n", "the flags file must say 'flipper: 1'"),
+        ("flipper: 1\nfeatures:\n  a:\n    enabled: [everyone]\n", "entity 'everyone' is not global"),
+        ("flipper: 1\nfeatures:\n  a:\n    rollout: {global: 100.0001}\n", "feature 'a', rollout at 'global'"),
+    ],
+)
+def test_a_bad_flags_file_is_refused_naming_the_problem(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str, error: str
+) -> None:
+    path = tmp_path / "flags.yaml"
+    path.write_text(content, encoding="utf-8")
+    code, _, err = flipper(capsys, "apply", str(path))
+    assert code == 1
+    assert error in err
+    assert err.count("\n") == 1
+    assert flags.get("revision") is None
+
+
+def test_an_unreachable_redis_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = flipper(capsys, "enable", "a", "--global", "--redis-url", f"redis://127.0.0.1:{free_port()}")
+    assert (code, out) == (1, "")
+    assert err.startswith("flipper: error: the flag store is unreachable: ")
+    assert err.count("\n") == 1
+
+
+def test_no_store_named_says_how_to_name_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("REDIS_URL", "FLIPPER_FUNCTION", "FLIPPER_STACK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # no dev server has recorded its store here
+    code, _, err = flipper(capsys, "list")
+    assert (code, err) == (
+        1,
+        "flipper: error: no flag store: give --redis-url (or REDIS_URL), or --function/--stack for the deployed"
+        " one, or start `make dev-server`\n",
+    )
+
+
+def test_without_a_url_it_finds_the_running_dev_servers_store(
+    flags: redis.Redis,
+    redis_server: RedisServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.delenv("REDIS_URL")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    devstore.record(redis_server.url)  # as `make dev-server` does for its embedded store
+    assert flipper(capsys, "show", "--version", "v1") == (0, "feature_A\nfeature_B\n", "")
+
+
+def test_the_installed_console_script_runs(flags: redis.Redis) -> None:
+    script = Path(sys.executable).with_name("flipper")
+    done = subprocess.run(
+        [str(script), "show", "--version", "v1"], capture_output=True, text=True, env=os.environ, timeout=30
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "feature_A\nfeature_B\n", "")
+    failed = subprocess.run([str(script), "enable"], capture_output=True, text=True, env=os.environ, timeout=30)
+    assert (failed.returncode, failed.stderr) == (
+        1,
+        "flipper: error: Missing argument 'FEATURE'. (see flipper enable --help)\n",
+    )
+    assert subprocess.run([str(script), "--help"], capture_output=True, env=os.environ).returncode == 0

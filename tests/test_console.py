@@ -1,0 +1,436 @@
+"""The operator console end to end: `flipper console` on a real redis-server, driven by Playwright in Debian's
+headless chromium (one console and one browser for the module, a fresh browser context per test); its guards
+(token, Host header, CSRF) spoken to directly with httpx.
+
+FLIPPER_SCREENSHOT=1 also writes docs/console.png, the README's picture, from this run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import yaml
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from bench.servers import RedisServer
+from flipper.cli import main
+from tests.needs import CHROMIUM, skip_without_chromium
+
+ACTOR = "console-tester@host"
+OTHER = "other-operator@host"
+ROOT = Path(__file__).resolve().parents[1]
+# Headless and quiet: no GPU, no sandbox (CI runs as root), nothing fetched in the background.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def console(redis_server: RedisServer) -> Iterator[str]:
+    """`flipper console` as an operator starts it, on any free port; yields the address it printed."""
+    command = ["console", "--redis-url", redis_server.url, "--port", "0", "--actor", ACTOR]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flipper.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    printed = [process.stdout.readline() for _ in range(2)]
+    url = re.search(r"http://127\.0\.0\.1:[0-9]+/\?token=[\w-]+", "".join(printed))
+    assert url, f"no address in {printed!r}"
+    yield url[0]
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    skip_without_chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def flags(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """The console's Redis, emptied."""
+    client = redis.Redis(port=redis_server.port, decode_responses=True)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def page(browser: Browser, console: str, flags: redis.Redis) -> Iterator[Page]:
+    """A fresh browser context (no cookie yet) on the printed address."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    page.goto(console)
+    yield page
+    context.close()
+
+
+def flipper(redis_server: RedisServer, *args: str) -> None:
+    """Another operator, at a terminal, meanwhile (in a thread: Playwright's loop runs in this one)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as terminal:
+        assert terminal.submit(main, [*args, "--redis-url", redis_server.url, "--actor", OTHER]).result() == 0
+
+
+def evaluate_as(page: Page, *, version: str = "", groups: str = "", user: str = "") -> None:
+    panel = page.locator("#evaluate")
+    panel.get_by_label("Version").fill(version)
+    panel.get_by_label("Groups").fill(groups)
+    panel.get_by_label("User").fill(user)
+    panel.get_by_role("button", name="Evaluate").click()
+
+
+def evaluated(page: Page, feature: str) -> str:
+    return page.locator(f'#evaluate tr[data-feature="{feature}"]').inner_text()
+
+
+def change_any(page: Page, feature: str, entity: str, operation: str, percentage: str = "") -> None:
+    """The form under the table: any feature at any entity."""
+    form = page.locator("form.new")
+    form.get_by_label("Feature").fill(feature)
+    form.get_by_label("Entity").fill(entity)
+    form.get_by_label("Change").select_option(operation)
+    form.get_by_label("Percentage").fill(percentage)
+    form.get_by_role("button", name="Review the change").click()
+
+
+def confirm(page: Page, *lines: str, message: str = "") -> None:
+    """The dialog lists exactly `lines`; confirm it."""
+    dialog = page.get_by_role("dialog")
+    expect(dialog.locator("ul.plan li")).to_have_text(list(lines))
+    if message:
+        dialog.get_by_label("Why").fill(message)
+    dialog.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#notice")).to_contain_text("Done")
+
+
+def test_enable_for_a_group_and_the_evaluate_panel_changes(page: Page, flags: redis.Redis, redis_server) -> None:
+    flipper(redis_server, "enable", "checkout", "--group", "g2")
+    page.reload()
+    evaluate_as(page, groups="g1")
+    row = page.locator('#evaluate tr[data-feature="checkout"]')
+    expect(row.locator(".badge")).to_have_text("off")
+    expect(row.locator(".why")).to_have_text("DEFAULT")
+    change_any(page, "checkout", "group:g1", "enable")
+    confirm(page, "+ checkout enabled at group:g1")
+    assert flags.smembers("group:g1:positive") == {"checkout"}
+    expect(row.locator(".badge")).to_have_text("on")
+    expect(row.locator(".why")).to_have_text("TARGETING_MATCH enabled by group:g1:positive")
+    expect(page.locator('#flags tr[data-feature="checkout"][data-entity="group:g1"] .state')).to_have_text("on")
+
+
+def test_a_global_deny_beats_a_user_enable(page: Page, flags: redis.Redis, redis_server) -> None:
+    flipper(redis_server, "enable", "checkout", "--user", "u1")
+    page.reload()
+    evaluate_as(page, user="u1")
+    expect(page.locator('#evaluate tr[data-feature="checkout"] .badge')).to_have_text("on")
+    change_any(page, "checkout", "global", "disable")
+    confirm(page, "+ checkout disabled at global")
+    assert flags.smembers("global:negative") == {"checkout"}
+    assert evaluated(page, "checkout").split() == [
+        *["checkout", "off", "TARGETING_MATCH"],
+        *["enabled", "by", "user:u1:positive", "disabled", "by", "global:negative"],
+    ]
+
+
+def test_a_rollout_change_from_the_entitys_row(page: Page, flags: redis.Redis, redis_server) -> None:
+    flipper(redis_server, "rollout", "search", "10", "--group", "beta")
+    page.reload()
+    row = page.locator('#flags tr[data-feature="search"][data-entity="group:beta"]')
+    expect(row.locator(".state")).to_have_text("rollout 10%")
+    row.get_by_label("Rollout percentage of search at group:beta").fill("25")
+    row.get_by_role("button", name="Roll out search at group:beta").click()
+    expect(page.get_by_role("dialog")).to_contain_text("Roll out search for group:beta at 25%?")
+    confirm(page, "~ search rollout at group:beta: 10 → 25")
+    assert flags.hgetall("group:beta:rollout") == {"search": "25"}
+    expect(row.locator(".state")).to_have_text("rollout 25%")
+    flipper(redis_server, "rollout", "search", "97.601", "--group", "beta")  # User;1's bucket: 97600
+    page.reload()
+    evaluate_as(page, groups="beta", user="User;1")
+    assert evaluated(page, "search").split() == [
+        *["search", "on", "SPLIT", "enabled", "by", "group:beta:rollout"],
+        *["rollout", "group:beta:rollout", "at", "97.601%:", "bucket", "97600"],
+    ]
+
+
+def test_history_shows_the_actor_and_undo_restores_the_flags(page: Page, flags: redis.Redis, redis_server) -> None:
+    flipper(redis_server, "enable", "dark", "--global")
+    page.reload()
+    row = page.locator('#flags tr[data-feature="dark"][data-entity="global"]')
+    row.get_by_role("button", name="Disable dark for global").click()
+    confirm(page, "+ dark disabled at global", "- dark no longer enabled at global", message="too dark")
+    newest, older = page.locator("#history tbody tr").all()
+    assert newest.locator(".actor").inner_text() == ACTOR
+    expect(newest).to_contain_text("too dark")
+    assert older.locator(".actor").inner_text() == OTHER
+    undone = newest.get_attribute("data-entry")
+    newest.get_by_role("button", name=f"Undo entry {undone}").click()
+    confirm(page, "- dark no longer disabled at global", "+ dark enabled at global")
+    assert (flags.smembers("global:positive"), flags.smembers("global:negative")) == ({"dark"}, set())
+    top = page.locator("#history tbody tr").first
+    expect(top).to_contain_text(f"undo of {undone}")
+    assert top.locator(".actor").inner_text() == ACTOR
+
+
+def test_an_undo_over_later_changes_is_refused_naming_them_unless_forced(
+    page: Page, flags: redis.Redis, redis_server: RedisServer
+) -> None:
+    flipper(redis_server, "rollout", "dark", "10", "--global")
+    flipper(redis_server, "rollout", "dark", "20", "--global")
+    page.reload()
+    later, first = (row.get_attribute("data-entry") for row in page.locator("#history tbody tr").all())
+    page.get_by_role("button", name=f"Undo entry {first}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    expect(page.locator("#error")).to_have_text(
+        f"entries {later} changed the same flags since {first}; --force undoes anyway"
+    )
+    assert flags.get("revision") == "2"
+    page.get_by_role("button", name=f"Undo entry {first}").click()
+    page.get_by_role("dialog").get_by_label("Undo anyway").check()
+    confirm(page, "- dark rollout at global: 20 → -")  # what the undo changes now, not the entry's inverse
+    assert flags.hgetall("global:rollout") == {}
+
+
+def test_a_stale_page_is_refused_writes_nothing_and_shows_the_new_state(
+    page: Page, flags: redis.Redis, redis_server
+) -> None:
+    flipper(redis_server, "enable", "dark", "--global")
+    page.reload()
+    page.get_by_role("button", name="Disable dark for global").click()
+    expect(page.get_by_role("dialog")).to_contain_text("dark disabled at global")
+    flipper(redis_server, "enable", "fresh", "--group", "beta")  # while the dialog is open
+    revision = flags.get("revision")
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    expect(page.locator("#error")).to_contain_text(
+        "Not written: flags changed since this page was loaded (revision 1, now 2)"
+    )
+    assert (flags.get("revision"), flags.smembers("global:negative")) == (revision, set())
+    expect(page.locator('#flags tr[data-feature="fresh"]')).to_contain_text("group:beta")
+    # A page loaded before another change is refused already at the preview, before any dialog.
+    flipper(redis_server, "enable", "fresher", "--global")
+    page.get_by_role("button", name="Enable fresh for group:beta").click()
+    expect(page.locator("#error")).to_contain_text("flags changed since this page was loaded (revision 2, now 3)")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(page.locator("#revision")).to_have_text("revision 3")
+
+
+def test_the_dialog_is_modal_and_escape_cancels_without_writing(page: Page, flags: redis.Redis) -> None:
+    change_any(page, "kb", "version:v1", "enable")
+    expect(page.get_by_role("dialog").get_by_label("Why")).to_be_focused()
+    assert page.evaluate("document.querySelector('dialog').matches(':modal')")
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    assert flags.keys("*") == []
+    change_any(page, "kb", "version:v1", "enable")
+    expect(page.get_by_role("dialog").get_by_label("Why")).to_be_focused()
+    page.keyboard.type("from the keyboard")  # the message field has the focus
+    page.keyboard.press("Enter")
+    expect(page.locator("#notice")).to_contain_text("Done: enable kb for version:v1")
+    assert flags.smembers("version:v1:positive") == {"kb"}
+
+
+def test_every_control_has_a_name_for_screen_readers(page: Page, redis_server) -> None:
+    flipper(redis_server, "rollout", "search", "10", "--group", "beta")
+    page.reload()
+    unnamed = page.evaluate(
+        """[...document.querySelectorAll('input:not([type=hidden]), select, button, textarea:not([hidden])')]
+             .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+             .map(e => e.outerHTML)"""
+    )
+    assert unnamed == []
+
+
+def test_export_downloads_the_flags_and_apply_shows_the_plan_before_writing(
+    page: Page, flags: redis.Redis, redis_server, tmp_path: Path
+) -> None:
+    flipper(redis_server, "enable", "dark", "--global")
+    page.reload()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the flags file").click()
+    exported = yaml.safe_load(Path(download.value.path()).read_text())
+    assert exported == {"flipper": 1, "features": {"dark": {"enabled": ["global"]}}}
+    edited = tmp_path / "flags.yaml"
+    edited.write_text(yaml.safe_dump({"flipper": 1, "features": {"dark": {"rollout": {"group:beta": 50}}}}))
+    upload = page.locator("#files")
+    upload.get_by_label("Flags file").set_input_files(edited)
+    upload.get_by_role("button", name="Show the plan").click()
+    expect(page.get_by_role("dialog").locator("ul.plan li")).to_have_text(
+        ["- dark no longer enabled at global", "+ dark rollout at group:beta: - → 50"]
+    )
+    assert flags.smembers("global:positive") == {"dark"}  # nothing written by the plan
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    expect(page.locator("#notice")).to_contain_text("Done: applied flags.yaml, 2 memberships changed")
+    assert (flags.smembers("global:positive"), flags.hgetall("group:beta:rollout")) == (set(), {"dark": "50"})
+
+
+def test_a_file_that_is_not_a_flags_file_is_refused_naming_the_problem(page: Page, flags, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("flipper: 1\nfeatures:\n  dark: {enabled: [planet:mars]}\n")
+    page.locator("#files").get_by_label("Flags file").set_input_files(bad)
+    page.locator("#files").get_by_role("button", name="Show the plan").click()
+    expect(page.locator("#error")).to_have_text(
+        "entity 'planet:mars' is not global, version:<v>, group:<g> or user:<u>"
+    )
+    assert flags.keys("*") == []
+
+
+# The guards, without a browser: what a hostile page or a process without the token could send.
+
+
+@pytest.fixture
+def origin(console: str, flags: redis.Redis) -> Iterator[tuple[httpx.Client, str]]:
+    """An httpx client holding the console's cookie, and the CSRF token of the page it loaded."""
+    with httpx.Client(follow_redirects=True) as client:
+        page = client.get(console)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert page.status_code == 200
+        assert csrf
+        yield client, csrf[1]
+
+
+def enable_form(csrf: str | None) -> dict[str, str]:
+    form = {"operation": "enable", "feature": "evil", "entity": "global", "revision": "0", "back": ""}
+    return form | ({"csrf": csrf} if csrf else {})
+
+
+def test_a_request_without_the_token_gets_403_and_changes_nothing(
+    console: str, origin: tuple[httpx.Client, str], flags: redis.Redis
+) -> None:
+    client, csrf = origin
+    base = console.partition("?")[0]
+    assert httpx.get(base).status_code == 403
+    assert httpx.get(base + "?token=not-the-token").status_code == 403
+    assert httpx.get(base + "export").status_code == 403
+    refused = httpx.post(base + "change", data=enable_form(csrf))  # the right CSRF token, but no cookie
+    assert (refused.status_code, refused.text) == (
+        403,
+        "403 Forbidden: open the address `flipper console` printed: it holds the console's token\n",
+    )
+    assert flags.keys("*") == []
+    assert client.post(base + "change", data=enable_form(csrf)).status_code == 200  # the same, with the cookie
+    assert flags.smembers("global:positive") == {"evil"}
+
+
+def test_a_foreign_host_header_is_refused_dns_rebinding(
+    console: str, origin: tuple[httpx.Client, str], flags: redis.Redis
+) -> None:
+    client, csrf = origin
+    base = console.partition("?")[0]
+    port = base.rsplit(":", 1)[1].strip("/")
+    for host in (f"evil.example:{port}", "127.0.0.1", f"127.0.0.1:{int(port) + 1}"):
+        answer = client.post(base + "change", data=enable_form(csrf), headers={"host": host})
+        assert answer.status_code == 403, host
+        assert "Host header" in answer.text
+    assert client.get(base, headers={"host": f"localhost:{port}"}).status_code == 200  # loopback's other name
+    assert flags.keys("*") == []
+
+
+def test_a_form_without_the_csrf_token_is_refused(
+    console: str, origin: tuple[httpx.Client, str], flags: redis.Redis
+) -> None:
+    client, csrf = origin
+    base = console.partition("?")[0]
+    for form in (enable_form(None), enable_form(csrf[::-1])):
+        for path in ("change", "preview/change", "undo", "apply"):
+            answer = client.post(base + path, data=form)
+            assert (answer.status_code, "CSRF" in answer.text) == (403, True), path
+    assert flags.keys("*") == []
+
+
+def test_every_answer_forbids_scripts_and_frames_from_elsewhere(console: str, origin) -> None:
+    client, _ = origin
+    for path in ("", "static/console.css", "export"):
+        policy = client.get(console.partition("?")[0] + path).headers["content-security-policy"]
+        assert "default-src 'none'" in policy
+        assert "frame-ancestors 'none'" in policy
+
+
+def test_names_are_shown_as_text_never_as_markup(
+    console: str, origin: tuple[httpx.Client, str], flags: redis.Redis
+) -> None:
+    client, _ = origin
+    flags.sadd("group:<i>g</i>:positive", '<script>alert("x")</script>')  # written around Flipper
+    page = client.get(console.partition("?")[0]).text
+    assert "<script>alert" not in page
+    assert "<i>g</i>" not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+    assert 'data-entity="group:&lt;i&gt;g&lt;/i&gt;"' in page
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(redis_server: RedisServer, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["console", "--port", port, "--redis-url", redis_server.url]) == 1
+    assert capsys.readouterr().err == f"flipper: error: cannot serve on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_a_wildcard_address_is_refused(redis_server: RedisServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["console", "--host", "0.0.0.0", "--redis-url", redis_server.url]) == 1
+    assert "not a wildcard" in capsys.readouterr().err
+
+
+def test_screenshot(page: Page, flags: redis.Redis, redis_server, tmp_path: Path) -> None:
+    """The README's picture: a realistic state, a caller evaluated. Written to docs/ with FLIPPER_SCREENSHOT=1."""
+    for args in (
+        ("enable", "checkout_v2", "--group", "beta", "-m", "beta testers first"),
+        ("enable", "checkout_v2", "--version", "v2"),
+        ("disable", "checkout_v2", "--user", "1337", "-m", "support ticket 4411"),
+        ("rollout", "search_ranking", "25", "--global"),
+        ("enable", "dark_mode", "--global"),
+        ("enable", "new_onboarding", "--group", "staff"),
+    ):
+        flipper(redis_server, *args)
+    page.reload()
+    evaluate_as(page, version="v2", groups="beta", user="1337")
+    expect(page.locator("#evaluate table")).to_be_visible()
+    path = ROOT / "docs" / "console.png" if os.environ.get("FLIPPER_SCREENSHOT") == "1" else tmp_path / "console.png"
+    page.screenshot(path=path, full_page=True)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_unreachable_store_is_a_fast_503_page_saying_so() -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    command = ["console", "--redis-url", f"redis://127.0.0.1:{closed.getsockname()[1]}", "--port", "0"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flipper.cli", *command], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert process.stdout is not None
+        url = re.search(r"http://\S+", process.stdout.readline() + process.stdout.readline())
+        assert url
+        with httpx.Client(follow_redirects=True, timeout=10) as client:  # a hang would time out
+            answer = client.get(url[0])
+        assert answer.status_code == 503
+        assert "the flag store is unreachable" in answer.text
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        closed.close()
