@@ -277,42 +277,71 @@ async def test_the_expected_rule_still_holds_through_the_cache(pair: Pair) -> No
 
 
 async def test_freshness_no_answer_older_than_the_last_acknowledged_write(redis_server: RedisServer) -> None:
-    """A writer changes a flag through the revision (write i enables only `v<i>`), 8 readers (8 instances,
-    each with its own cache) evaluate in a tight loop, 100,000 evaluations in all: no answer may show a
-    write older than the last one acknowledged before the evaluation began."""
+    """A writer changes flags through Flipper's write path (step i enables `v<i>` globally, then clears
+    `v<i-1>`), 8 readers (8 instances, each with its own cache) evaluate in a tight loop, 100,000
+    evaluations in all: no answer may miss a write acknowledged before the evaluation began."""
+    from flipper import operations
+
     settings = Settings(redis_url=redis_server.url, cache_max_age=MAX_AGE)
     writer = Store.from_settings(Settings(redis_url=redis_server.url))
     await writer.client.flushall()
     await writer.client.sadd("version:v1:positive", *(f"stable_{i}" for i in range(50)))
     await writer.client.sadd("global:positive", "v0")
     readers = [Store.from_settings(settings) for _ in range(8)]
-    acknowledged, evaluations, stale, target = 0, 0, 0, 100_000
+    acknowledged, writes, evaluations, stale, target = 0, 0, 0, 0, 100_000
     caller = Context(version="v1", user="u1")
+
+    async def change(operation: str, feature: str) -> None:
+        nonlocal writes
+        arguments = {"operation": operation, "feature": feature, "entity": "global", "actor": "freshness"}
+        await operations.run(writer, Settings(), "change", arguments)
+        writes += 1
 
     async def write() -> None:
         nonlocal acknowledged
         while evaluations < target:
-            following = acknowledged + 1
-            pipeline = writer.client.pipeline(transaction=True)
-            pipeline.incr("revision").srem("global:positive", f"v{acknowledged}").sadd(
-                "global:positive", f"v{following}"
-            )
-            await pipeline.execute()
-            acknowledged = following
+            await change("enable", f"v{acknowledged + 1}")
+            acknowledged += 1
+            await change("clear", f"v{acknowledged - 1}")
             await asyncio.sleep(0.005)
 
     async def read(store: Store) -> None:
         nonlocal evaluations, stale
         while evaluations < target:
             floor = acknowledged
-            [seen] = [int(name[1:]) for name in await store.features(caller) if name.startswith("v")]
+            seen = max(int(name[1:]) for name in await store.features(caller) if name.startswith("v"))
             evaluations += 1
             stale += seen < floor
 
     await asyncio.gather(write(), *(read(store) for store in readers))
-    print(f"freshness: {evaluations} evaluations by 8 cached readers, {acknowledged} writes, {stale} stale answers")
+    print(f"freshness: {evaluations} evaluations by 8 cached readers, {writes} writes, {stale} stale answers")
     assert acknowledged > 100  # the writer wrote all along
     assert evaluations >= target
     assert stale == 0
     for store in [writer, *readers]:
         await store.aclose()
+
+
+async def test_every_write_through_flippers_write_path_is_seen_at_once(pair: Pair) -> None:
+    """The lead's write path (operations, lua/write.lua) bumps the revision: each change, rollouts and
+    clears included, is in the cached store's very next answer."""
+    from flipper import operations
+
+    caller = Context(version="v1", groups=("g1",), user="User;1")
+
+    async def change(operation: str, entity: str, **extra: Any) -> None:
+        arguments = {"operation": operation, "feature": "search", "entity": entity, "actor": "test", **extra}
+        await operations.run(pair.uncached, Settings(), "change", arguments)
+
+    assert await pair.cached.features(caller) == []
+    for operation, entity, extra, expected in [
+        ("enable", "version:v1", {}, ["search"]),
+        ("disable", "group:g1", {}, []),
+        ("clear", "group:g1", {}, ["search"]),
+        ("clear", "version:v1", {}, []),
+        ("rollout", "global", {"percentage": "97.601"}, ["search"]),  # User;1's bucket for search: 97,600
+        ("rollout", "global", {"percentage": "97.6"}, []),
+        ("rollout", "group:g1", {"percentage": "100"}, ["search"]),
+    ]:
+        await change(operation, entity, **extra)
+        assert await pair.cached.features(caller) == expected, (operation, entity, extra)
