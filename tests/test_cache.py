@@ -14,7 +14,7 @@ from typing import Any
 import fakeredis
 import httpx
 import pytest
-import redis
+import redis.asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -345,3 +345,22 @@ async def test_every_write_through_flippers_write_path_is_seen_at_once(pair: Pai
     ]:
         await change(operation, entity, **extra)
         assert await pair.cached.features(caller) == expected, (operation, entity, extra)
+
+
+async def test_an_idle_store_starts_again_from_an_empty_cache(redis_server: RedisServer) -> None:
+    """After FLIPPER_REDIS_IDLE_RECONNECT seconds without a command (a frozen Lambda), Redis may have restarted
+    and had its revision written back up to the value known, with other flags: not served from the cache."""
+    store = Store.from_settings(Settings(redis_url=redis_server.url, cache_max_age=MAX_AGE, redis_idle_reconnect=0.05))
+    writer = redis.asyncio.Redis(port=redis_server.port, decode_responses=True)
+    await writer.flushall()
+    await writer.set("revision", 7)
+    await writer.sadd("global:positive", "before")
+    assert await store.features(Context()) == ["before"]
+    await writer.flushall()  # as a restart without persistence would leave it, then 7 writes
+    await writer.set("revision", 7)
+    await writer.sadd("global:positive", "after")
+    assert await store.features(Context()) == ["before"]  # not idle: held (the max age bounds this case)
+    await asyncio.sleep(0.1)
+    assert await store.features(Context()) == ["after"]
+    await writer.aclose()
+    await store.aclose()

@@ -184,14 +184,17 @@ class Store:
         RST: a command sent on it waits out the command timeout, a 503. A PING first (redis-py's
         health_check_interval) would wait the same timeout; a new connection costs one connect.
         """
-        now = time.monotonic()
-        idle, self._used_at = now - self._used_at, now  # before awaiting: a concurrent request is not idle
-        if self._idle_reconnect is not None and idle > self._idle_reconnect:
+        idle, self._used_at = self._idle(), time.monotonic()  # before awaiting: a concurrent request is not idle
+        if idle:
             if isinstance(self.client, RedisCluster):
                 for node in self.client.get_nodes():
                     await node.disconnect()
             else:
                 await self.client.connection_pool.disconnect()
+
+    def _idle(self) -> bool:
+        """Whether no command ran for `idle_reconnect` seconds, so that the next one opens a fresh connection."""
+        return self._idle_reconnect is not None and time.monotonic() - self._used_at > self._idle_reconnect
 
     @contextlib.asynccontextmanager
     async def _command(self) -> AsyncIterator[None]:
@@ -224,6 +227,10 @@ class Store:
             return await self._evaluate(keys=[self.revision_key, *keys], args=[known, held])
 
     async def _cached(self, context: Context, keys: list[str], split: int, cache: Cache) -> Snapshot:
+        if self._idle():
+            # Redis may have restarted unseen meanwhile (a frozen Lambda), and its revision been written back
+            # up to the very value known: what a fresh connection reads starts from an empty cache.
+            cache.clear()
         now, known = cache.clock(), cache.revision
         held = cache.held(keys, now)
         try:
