@@ -5,10 +5,12 @@ memory bound, and the few bytes Redis sends in steady state."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sys
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -364,3 +366,77 @@ async def test_an_idle_store_starts_again_from_an_empty_cache(redis_server: Redi
     assert await store.features(Context()) == ["after"]
     await writer.aclose()
     await store.aclose()
+
+
+class SwitchingProxy:
+    """A TCP proxy to one Redis, switched to another as a failover switches an endpoint: the connections it
+    holds are closed, new ones go to the new upstream."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> SwitchingProxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.switch(self.upstream_port)
+        self.server.close()
+
+    def switch(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        for writer in self.writers:
+            writer.close()
+        self.writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self.writers += [writer, up_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+            sink.close()
+
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_a_failover_to_a_lagging_replica_drops_the_cache(own_redis_server: RedisServer, tmp_path: Path) -> None:
+    """The replica promoted had not seen the primary's last write (revision 6): its revision is lower, so the
+    cache is dropped; else, once the new primary's own next write brought it to 6 again, keys held from the
+    old primary at 6 would be served."""
+    primary = redis.Redis(port=own_redis_server.port, decode_responses=True)
+    primary.config_set("dir", str(tmp_path))  # a snapshot for the replica, if any, is written there
+    primary.sadd("global:positive", "a")
+    primary.set("revision", 5)
+    replica_server = RedisServer()
+    replica_server.data_dir = tmp_path  # where the replica writes the primary's snapshot, not the working directory
+    replica_server.start()
+    try:
+        replica = redis.Redis(port=replica_server.port, decode_responses=True)
+        replica.replicaof("127.0.0.1", own_redis_server.port)
+        for _ in range(200):
+            if replica.get("revision") == "5":
+                break
+            await asyncio.sleep(0.05)
+        replica.replicaof("NO", "ONE")  # it lags from here on
+        primary.sadd("group:g1:positive", "lost")
+        primary.set("revision", 6)
+        async with SwitchingProxy(own_redis_server.port) as proxy:
+            store = Store.from_settings(Settings(redis_url=f"redis://127.0.0.1:{proxy.port}", cache_max_age=MAX_AGE))
+            in_g1 = Context(groups=("g1",))
+            assert await store.features(in_g1) == ["a", "lost"]
+            proxy.switch(replica_server.port)  # the failover
+            assert await store.features(Context()) == ["a"]  # revision 5, lower: the cache is dropped
+            replica.sadd("global:positive", "b")
+            replica.set("revision", 6)  # the new primary's own write
+            assert await store.features(in_g1) == ["a", "b"]
+            await store.aclose()
+        replica.close()
+    finally:
+        replica_server.stop()
+    primary.close()
