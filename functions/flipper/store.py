@@ -162,7 +162,6 @@ class Store:
         self.key_prefix = key_prefix
         self.cache = cache
         self._evaluate = client.register_script(script_source())
-        self._snapshot = client.register_script(script_source("snapshot.lua"))
         self._write = client.register_script(script_source("write.lua"))
         self._idle_reconnect = idle_reconnect
         self._used_at = time.monotonic()
@@ -282,9 +281,9 @@ class Store:
                     return sorted(set(keys))
 
     async def snapshot_keys(self, keys: list[str]) -> tuple[int, list[Any]]:
-        """The revision and the contents of `keys` (unprefixed), read atomically by lua/snapshot.lua."""
-        async with self._command():
-            revision, *contents = await self._snapshot(keys=[self.revision_key, *self._prefixed(keys)])
+        """The revision and the contents of `keys` (unprefixed), read atomically: the evaluation script, told
+        it knows no revision, reads them all (what an operator's list, export and plan are made from)."""
+        revision, *contents = await self._call(self._prefixed(keys), "", "")
         return int(revision), contents
 
     async def write(self, keys: list[str], args: list[str | int]) -> list[str]:
