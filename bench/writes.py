@@ -36,11 +36,12 @@ def flags_file(variant: int) -> dict[str, Any]:
     """500 features, each in 10 memberships across entities: 5,000 in all; `variant` moves every one."""
     features: dict[str, Any] = {}
     for i in range(MEMBERSHIPS // 10):
+        # Entities of their own: the evaluated caller's keys stay as the data set has them.
         groups = [f"group:bench{(i + variant + k) % 40}" for k in range(4)]
         features[f"bench_feature_{i:03d}"] = {
-            "enabled": [f"version:v{(i + variant) % 7}", *groups[:2]],
-            "disabled": [f"user:u{(i * 7 + variant) % 1000}", f"user:u{(i * 7 + variant + 1) % 1000}"],
-            "rollout": {"global": 5 + variant, groups[2]: 50, groups[3]: 12.5 + variant},
+            "enabled": [f"version:bench{(i + variant) % 7}", *groups[:2]],
+            "disabled": [f"user:bench{(i * 7 + variant) % 1000}", f"user:bench{(i * 7 + variant + 1) % 1000}"],
+            "rollout": {f"version:bench{(i + variant + 3) % 7}": 5 + variant, groups[2]: 50, groups[3]: 12.5 + variant},
         }
     return {"flipper": 1, "features": features}
 
