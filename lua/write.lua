@@ -4,20 +4,25 @@
 -- sets (`...:positive`, `...:negative`) and rollout hashes (`...:rollout`). Every key is declared, so the
 -- script runs in a cluster (all keys share the prefix's hash tag) and on ElastiCache Serverless.
 -- ARGV[1] the revision the change was planned against ('' for any), ARGV[2] the audit stream's MAXLEN,
--- ARGV[3] the key prefix's length (audit entries name keys without it), ARGV[4] n, then n pairs of audit
+-- ARGV[3] the key prefix's length in bytes (audit entries name keys without it), ARGV[4] n, then n pairs of audit
 -- fields (actor, operation, ...), then one triple per membership: KEYS index, member, wanted value.
 -- A value is '1' for a set member, a percentage for a rollout field, '' for absent.
 --
 -- Answers {'ok', revision, entry id, changes as JSON}, {'unchanged', revision}, {'stale', revision} or
 -- {'wrongtype', key}. Nothing is written unless every check passes, and nothing at all when no
 -- membership changes: an empty change leaves the revision and the audit alone.
-local revision = redis.call('GET', KEYS[1])
-if revision and not tonumber(revision) then
+local revision = redis.call('GET', KEYS[1]) or '0'
+-- Only what INCR will take, and exact as a Lua number: anything else (written by hand) refuses the change
+-- here, before any write, rather than failing at the INCR below after the memberships were written.
+if not string.match(revision, '^%d+$') or #revision > 15 then
   return {'wrongtype', KEYS[1]}
 end
-revision = tonumber(revision or '0')
+revision = tonumber(revision)
+local function text(number)
+  return string.format('%d', number)  -- tostring would write 1e+14
+end
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= revision then
-  return {'stale', tostring(revision)}
+  return {'stale', text(revision)}
 end
 
 -- Refuse before the first write: Redis does not roll a script back when a command in it fails.
@@ -57,17 +62,17 @@ for i = first, #ARGV, 3 do
   end
 end
 if #changes == 0 then
-  return {'unchanged', tostring(revision)}
+  return {'unchanged', text(revision)}
 end
 
 revision = redis.call('INCR', KEYS[1])
 local now = redis.call('TIME')
 local encoded = cjson.encode(changes)
-local entry = {'MAXLEN', '~', ARGV[2], '*', 'revision', revision, 'time', now[1] .. '.' .. string.format('%06d', now[2])}
+local entry = {'MAXLEN', '~', ARGV[2], '*', 'revision', text(revision), 'time', now[1] .. '.' .. string.format('%06d', now[2])}
 for i = 5, first - 1 do
   entry[#entry + 1] = ARGV[i]
 end
 entry[#entry + 1] = 'changes'
 entry[#entry + 1] = encoded
 local id = redis.call('XADD', KEYS[2], unpack(entry))
-return {'ok', tostring(revision), id, encoded}
+return {'ok', text(revision), id, encoded}

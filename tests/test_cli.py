@@ -226,3 +226,28 @@ def test_the_installed_console_script_runs(flags: redis.Redis) -> None:
         "flipper: error: Missing argument 'FEATURE'. (see flipper enable --help)\n",
     )
     assert subprocess.run([str(script), "--help"], capture_output=True, env=os.environ).returncode == 0
+
+
+def test_yaml_1_1_surprises_are_refused_or_read_as_written(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "flags.yaml"
+    path.write_text("flipper: 1\nfeatures:\n  on:\n    enabled: [global]\n", encoding="utf-8")  # `on` is true
+    assert flipper(capsys, "apply", str(path))[:3] == (
+        1,
+        "",
+        "flipper: error: feature name must be a string, not bool\n",
+    )
+    path.write_text("flipper: 1\nfeatures:\n  a:\n    rollout: {global: 010}\n", encoding="utf-8")  # not octal 8
+    assert flipper(capsys, "apply", str(path))[0] == 0
+    assert flags.hgetall("global:rollout") == {"a": "10"}
+
+
+def test_names_with_control_characters_are_shown_escaped(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags.sadd("global:positive", "evil\x1b[2J\r")
+    out = flipper(capsys, "list")[1]
+    assert "\x1b" not in out
+    assert "\r" not in out
+    assert "evil\\x1b[2J\\r" in out

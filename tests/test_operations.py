@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import random
+import re
 import threading
 from typing import Any
 
@@ -13,11 +14,11 @@ import redis
 import redis.asyncio
 
 from bench.servers import RedisServer
-from flipper import operations
+from flipper import flags, operations
 from flipper.flags import FlagError
 from flipper.model import Context
 from flipper.settings import Settings
-from flipper.store import Store
+from flipper.store import Store, StoreError
 from flipper.writes import Refused
 
 ACTOR = "tester@host"
@@ -517,3 +518,83 @@ def test_change_memberships_are_what_change_writes() -> None:
         ("user:u1:negative", "a", "1"),
     ]
     assert operations.change_memberships("rollout", "a", "global", "12.50") == [("global:rollout", "a", "12.5")]
+
+
+# Found by review: hand-written or odd state and arguments must neither half-write nor escape as a traceback.
+
+
+@pytest.mark.parametrize("revision", ["1.5", " 7", "0x10", "nan", "1" * 16])
+async def test_a_revision_that_incr_would_refuse_refuses_the_change_before_any_write(
+    store: Store, revision: str
+) -> None:
+    await store.client.set("revision", revision)
+    before = await dump(store)
+    with pytest.raises(FlagError, match=r"^key 'revision' holds something other"):
+        await change(store, "enable", "a", "global")
+    assert await dump(store) == before
+    if revision.isdigit():  # an integer, though past what the script takes exactly: still read
+        assert (await run(store, "export"))["revision"] == int(revision)
+    else:
+        with pytest.raises(StoreError, match="not a revision"):
+            await run(store, "export")
+
+
+@pytest.mark.parametrize("settings", [Settings(key_prefix="{ünï}:")])
+async def test_a_non_ascii_prefix_is_left_out_of_the_audit_whole(store: Store) -> None:
+    await change(store, "enable", "a", "global")
+    [entry] = (await run(store, "history"))["entries"]
+    assert entry["changes"] == [["global:positive", "a", "", "1"]]
+
+
+async def test_a_stream_entry_flipper_did_not_write_is_skipped(store: Store) -> None:
+    first = await change(store, "enable", "a", "global")
+    await store.client.xadd("audit", {"note": "by hand"})
+    assert [entry["id"] for entry in (await run(store, "history"))["entries"]] == [first["entry"]]
+    assert (await run(store, "undo", entry=first["entry"], actor=ACTOR))["changes"] == [
+        ["global:positive", "a", "1", ""]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "error"),
+    [
+        ("show", {"groups": "beta"}, "groups must be a list of group names"),
+        ("show", {"groups": 5}, "groups must be a list of group names"),
+        ("plan", {"flags_file": {"flipper": 1}, "prune": "true"}, "prune must be true or false"),
+        ("plan", {"flags_file": {"flipper": True}}, "the flags file must say 'flipper: 1'"),
+        ("plan", {"flags_file": {"flipper": 1.0}}, "the flags file must say 'flipper: 1'"),
+    ],
+)
+async def test_arguments_of_the_wrong_type_are_refused_not_coerced(
+    store: Store, name: str, arguments: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(FlagError, match="^" + re.escape(error)):
+        await run(store, name, **arguments)
+
+
+async def test_an_operation_name_that_is_not_text_is_refused(store: Store) -> None:
+    with pytest.raises(FlagError, match=r"^unknown operation \['x'\]"):
+        await operations.run(store, Settings(), ["x"], {})
+
+
+async def test_a_percentage_written_by_hand_as_25_0_is_no_change_from_25(store: Store) -> None:
+    await store.client.hset("group:g:rollout", "a", "25.0")
+    planned = await run(store, "plan", flags_file=flags_file({"a": {"rollout": {"group:g": 25}}}))
+    assert planned["changes"] == []
+
+
+async def test_delete_is_refused_when_the_flags_change_between_its_read_and_its_write(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await change(store, "enable", "a", "global")
+    read_state = flags.read_state
+
+    async def read_then_someone_writes(store: Store) -> Any:
+        state = await read_state(store)
+        await change(store, "enable", "a", "group:new")  # a key the delete did not read
+        return state
+
+    monkeypatch.setattr(flags, "read_state", read_then_someone_writes)
+    with pytest.raises(Refused):
+        await run(store, "delete", feature="a", actor=ACTOR)
+    assert await store.client.smembers("global:positive") == {"a"}

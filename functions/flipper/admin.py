@@ -8,6 +8,7 @@ API Gateway cannot send such an event: it always wraps an HTTP request in its ow
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from . import operations
@@ -17,6 +18,7 @@ from .store import Store, StoreError
 from .writes import Refused
 
 EVENT_KEY = "flipper_admin"
+logger = logging.getLogger("flipper")
 
 
 def is_admin_event(event: Any) -> bool:
@@ -24,7 +26,8 @@ def is_admin_event(event: Any) -> bool:
 
 
 async def run(store: Store, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
-    """Answer `{"result": ...}`, or `{"error": ..., "kind": "invalid" | "refused" | "store"}` naming what is wrong."""
+    """Answer `{"result": ...}`, or `{"error": ..., "kind": ...}` naming what is wrong; the kind is `invalid`,
+    `refused`, `store` or `internal`."""
     request = event[EVENT_KEY]
     if not isinstance(request, dict) or set(request) - {"operation", "arguments"}:
         return _error("invalid", f'{EVENT_KEY} must be an object: {{"operation": name, "arguments": {{...}}}}')
@@ -36,6 +39,9 @@ async def run(store: Store, settings: Settings, event: dict[str, Any]) -> dict[s
         return _error("invalid", str(exc))
     except StoreError as exc:
         return _error("store", f"the flag store failed: {exc}")
+    except Exception:  # a bug: the operator gets an answer, the logs get the traceback
+        logger.exception("admin operation failed")
+        return _error("internal", "internal error; the function's logs have the details")
 
 
 def _error(kind: str, message: str) -> dict[str, Any]:

@@ -106,10 +106,14 @@ class FunctionBackend:
         if response.get("FunctionError"):
             message = json.loads(payload).get("errorMessage", "no message") if payload else "no message"
             raise FunctionError(f"function {self.function} failed: {message}")
-        answer = json.loads(payload)
-        if "error" in answer:
-            raise (Refused if answer.get("kind") == "refused" else FlagError)(answer["error"])
-        return answer["result"]
+        try:
+            answer = json.loads(payload)
+            error, result = answer.get("error"), answer.get("result")
+        except (ValueError, AttributeError):  # not Flipper's admin answer: another function, say
+            raise FunctionError(f"function {self.function} answered {payload[:200]!r}, not Flipper's answer") from None
+        if error is not None:
+            raise (Refused if answer.get("kind") == "refused" else FlagError)(error)
+        return result
 
     async def aclose(self) -> None:
         return None

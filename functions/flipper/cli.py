@@ -20,7 +20,7 @@ import click
 
 from . import devstore, flagfile
 from .backends import Backend, FunctionBackend, FunctionError, RedisBackend
-from .flags import ENTITY_KINDS, FlagError, entity
+from .flags import ENTITY_KINDS, FlagError, check_flags, entity
 from .settings import Settings, SettingsError
 from .store import StoreError, StoreUnavailable
 
@@ -46,6 +46,8 @@ def _failures() -> Iterator[None]:
         raise Failure(f"the flag store answered with an error: {exc}") from None
     except OSError as exc:
         raise Failure(str(exc)) from None
+    except UnicodeDecodeError as exc:  # a flags file that is not UTF-8
+        raise Failure(f"not UTF-8: {exc}") from None
 
 
 class Target:
@@ -85,7 +87,7 @@ class Target:
                 await backend.aclose()
 
     def echo(self, data: Any, text: str) -> None:
-        click.echo(json.dumps(data, ensure_ascii=False, indent=2) if self.as_json else text)
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2) if self.as_json else _shown(text, keep="\n"))
 
 
 _WRITES = {"change", "delete", "apply", "undo"}
@@ -317,7 +319,10 @@ def apply(ctx: click.Context, target: Target, file: str, dry_run: bool, prune: b
     FILE is the full desired state of the features it names. Applying it twice changes nothing the second time.
     """
     with _failures():
-        document = flagfile.loads(click.open_file(file, encoding="utf-8").read(), file)
+        with click.open_file(file, encoding="utf-8") as stream:
+            document = flagfile.loads(stream.read(), file)
+        # Checked here too, as the function would: JSON would quietly make a YAML key such as `on` (true) "true".
+        check_flags(document, Settings.from_environ())
     planned = target.run("plan", flags_file=document, prune=prune)
     changes = planned["changes"]
     if not target.as_json:
@@ -388,15 +393,21 @@ def _plan_text(changes: list[list[str]], revision: int) -> str:
     for change in changes:
         before, after = change[2], change[3]
         sign, colour = ("~", "yellow") if before and after else ("+", "green") if after else ("-", "red")
-        lines.append(click.style(f"  {sign} {_change_text(change)}", fg=colour))
+        lines.append(click.style(f"  {sign} {_shown(_change_text(change))}", fg=colour))
     return "\n".join(lines)
 
 
+def _shown(text: str, keep: str = "") -> str:
+    """`text` with what a terminal would act on (escape sequences, carriage returns, line breaks but those in
+    `keep`) written as escapes: a flag name is anyone's text, and is shown to other operators."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode() for c in text)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    """Columns aligned to their widest cell; line breaks in names shown escaped, so a row stays one line."""
-    cells = [header] + [
-        [cell.encode("unicode_escape").decode() if "\n" in cell else cell for cell in row] for row in rows
-    ]
+    """Columns aligned to their widest cell; names shown escaped where needed, so a row stays one line."""
+    cells = [header] + [[_shown(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells

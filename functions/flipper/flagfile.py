@@ -13,6 +13,7 @@ JSON is YAML too, so a `.json` file reads as well. Used by the CLI and the conso
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -53,10 +54,23 @@ def _number(text: str) -> int | float | str:
     return number if str(number) == text else text
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as people read it: PyYAML follows YAML 1.1, where `010` is 8 and `1:30` is 90; here an integer
+    is written in plain decimal, and anything else stays text (which the checks then name)."""
+
+
+_INT = "tag:yaml.org,2002:int"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _INT]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789"))
+
+
 def loads(text: str, source: str) -> Any:
     """Parse YAML (or JSON); a FlagError names `source` and the line of the first problem."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}, line {mark.line + 1}" if mark is not None else source

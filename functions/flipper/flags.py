@@ -135,7 +135,7 @@ def check_flags(document: object, settings: Settings) -> dict[str, dict[str, Any
     unknown = sorted(map(str, set(document) - {"flipper", "features"}))
     if unknown:
         raise FlagError(f"the flags file has unknown top-level key {unknown[0]!r}; expected flipper and features")
-    if document.get("flipper") != FILE_FORMAT:
+    if type(document.get("flipper")) is not int or document["flipper"] != FILE_FORMAT:  # not True, not 1.0
         raise FlagError(f"the flags file must say 'flipper: {FILE_FORMAT}' (its format version)")
     features = document.get("features") or {}
     if not isinstance(features, dict):
@@ -185,8 +185,14 @@ def plan(current: Memberships, desired: Memberships, features: Iterable[str]) ->
     return [
         (key, feature, current.get((key, feature), ""), desired.get((key, feature), ""))
         for key, feature in sorted(relevant, key=_change_order)
-        if current.get((key, feature), "") != desired.get((key, feature), "")
+        if _value(current.get((key, feature), "")) != _value(desired.get((key, feature), ""))
     ]
+
+
+def _value(text: str) -> object:
+    """What a membership's value means: "25.0" written by hand is the file's 25, not a change to plan."""
+    thousandths = parse_percentage(text)
+    return text if thousandths is None else thousandths
 
 
 def _change_order(membership: tuple[str, str]) -> tuple[str, tuple[int, str], str]:

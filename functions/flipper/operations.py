@@ -31,7 +31,7 @@ def _operation(function: Operation) -> Operation:
 
 async def run(store: Store, settings: Settings, name: object, arguments: object) -> dict[str, Any]:
     """Run operation `name` with `arguments` (a JSON object); FlagError names what is wrong with them."""
-    if name not in OPERATIONS:
+    if not isinstance(name, str) or name not in OPERATIONS:
         raise FlagError(f"unknown operation {name!r}; expected one of {', '.join(OPERATIONS)}")
     if not isinstance(arguments, dict) or not all(isinstance(key, str) for key in arguments):
         raise FlagError("arguments must be a JSON object")
@@ -44,7 +44,8 @@ async def run(store: Store, settings: Settings, name: object, arguments: object)
 
 
 def _context(settings: Settings, version: object, groups: object, user: object) -> Context:
-    if not isinstance(groups, list):
+    groups = [] if groups is None else groups
+    if not isinstance(groups, list):  # a string would read as its characters, each a group
         raise FlagError("groups must be a list of group names")
     try:
         unique = group_set([check_name("group name", group, settings) for group in groups], settings)
@@ -74,19 +75,24 @@ async def export(store: Store, settings: Settings) -> dict[str, Any]:
 
 @_operation
 async def show(
-    store: Store, settings: Settings, version: object = None, groups: object = (), user: object = None
+    store: Store, settings: Settings, version: object = None, groups: object = None, user: object = None
 ) -> dict[str, Any]:
     """The caller's enabled features, as `GET /` answers them."""
-    return {"features": await store.features(_context(settings, version, list(groups or []), user))}
+    return {"features": await store.features(_context(settings, version, groups, user))}
 
 
 @_operation
 async def explain(
-    store: Store, settings: Settings, feature: object, version: object = None, groups: object = (), user: object = None
+    store: Store,
+    settings: Settings,
+    feature: object,
+    version: object = None,
+    groups: object = None,
+    user: object = None,
 ) -> dict[str, Any]:
     """One feature for a caller, as `GET /features/{name}?explain=true` answers it."""
     name = check_name("feature name", feature, settings)
-    context = _context(settings, version, list(groups or []), user)
+    context = _context(settings, version, groups, user)
     evaluation = evaluate_feature(name, await store.snapshot(context))
     return {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason, **evaluation.explanation()}
 
@@ -159,6 +165,12 @@ def _removable(feature: object) -> str:
     return feature
 
 
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise FlagError(f"{name} must be true or false")
+    return value
+
+
 def _rollout(where: str, percentage: object) -> str:
     if where.startswith("user:"):
         raise FlagError("a user has no rollout: enable or disable the feature for them instead")
@@ -175,10 +187,15 @@ async def delete(
     """The feature out of every set and rollout of every entity; with `revision`, only if still at it."""
     name = _removable(feature)
     expected = _revision(revision)
-    _, state = await flags.read_state(store)
+    read_at, state = await flags.read_state(store)
     wanted = [(key, member, "") for key, member in state if member == name]
+    # At the revision read, at the latest: a change landing meanwhile (at a key not read) would survive.
     return await _write(
-        store, settings, wanted, _audit(actor, "delete", message, feature=name), expected_revision=expected
+        store,
+        settings,
+        wanted,
+        _audit(actor, "delete", message, feature=name),
+        expected_revision=read_at if expected is None else expected,
     )
 
 
@@ -213,7 +230,7 @@ async def apply(
 async def _plan(store: Store, settings: Settings, flags_file: object, prune: object) -> tuple[int, list[flags.Change]]:
     features = flags.check_flags(flags_file, settings)
     revision, current = await flags.read_state(store)
-    named = {feature for _, feature in current} if prune is True else set(features)
+    named = {feature for _, feature in current} if _flag("prune", prune) else set(features)
     return revision, flags.plan(current, flags.memberships_of(features), named | set(features))
 
 
@@ -243,7 +260,12 @@ async def undo(
     expected = _revision(revision)
     audit = _audit(actor, "undo", message)
     result = await writes.undo(
-        store, entry, audit=audit, force=force is True, expected_revision=expected, audit_length=settings.audit_length
+        store,
+        entry,
+        audit=audit,
+        force=_flag("force", force),
+        expected_revision=expected,
+        audit_length=settings.audit_length,
     )
     return result.as_json()
 

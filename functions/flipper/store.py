@@ -283,15 +283,15 @@ class Store:
     async def snapshot_keys(self, keys: list[str]) -> tuple[int, list[Any]]:
         """The revision and the contents of `keys` (unprefixed), read atomically: the evaluation script, told
         it knows no revision, reads them all (what an operator's list, export and plan are made from)."""
-        revision, *contents = await self._call(self._prefixed(keys), "", "")
-        return int(revision), contents
+        raw, *contents = await self._call(self._prefixed(keys), "", "")
+        return self._checked_revision(raw), contents
 
     async def write(self, keys: list[str], args: list[str | int]) -> list[str]:
         """Run lua/write.lua on `keys` (unprefixed) after the revision and audit keys; see the script."""
         async with self._command():
             return await self._write(
                 keys=[self.revision_key, self.audit_key, *self._prefixed(keys)],
-                args=[args[0], args[1], len(self.key_prefix), *args[2:]],
+                args=[args[0], args[1], len(self.key_prefix.encode()), *args[2:]],  # Lua counts bytes
             )
 
     async def audit_range(self, start: str, end: str, count: int | None = None, *, reverse: bool = False) -> list[Any]:
@@ -304,7 +304,13 @@ class Store:
     async def revision(self) -> int:
         """The flags' revision: how many changes Flipper's write path has made (0 before the first)."""
         async with self._command():
-            return int(await self.client.get(self.revision_key) or 0)
+            return self._checked_revision(await self.client.get(self.revision_key) or "0")
+
+    def _checked_revision(self, raw: str) -> int:
+        revision = _revision(raw)
+        if revision is None:
+            raise StoreError(f"key {self.revision_key!r} holds {raw[:40]!r}, not a revision (an integer)")
+        return revision
 
     @property
     def revision_key(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from .flags import Change, FlagError
 from .store import Store
 
+logger = logging.getLogger("flipper")
 _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
@@ -84,16 +86,22 @@ class Entry:
         }
 
 
-def _entry(id: str, raw: dict[str, str]) -> Entry:
+def _entry(id: str, raw: dict[str, str]) -> Entry | None:
+    """The entry, or None for one that Flipper did not write (an XADD by hand): skipped, not fatal."""
     fields = dict(raw)
-    seconds = float(fields.pop("time"))
-    return Entry(
-        id=id,
-        revision=int(fields.pop("revision")),
-        time=datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        changes=tuple(map(tuple, json.loads(fields.pop("changes")))),
-        fields=fields,
-    )
+    try:
+        seconds = float(fields.pop("time"))
+        revision = int(fields.pop("revision"))
+        changes = tuple(tuple(change) for change in json.loads(fields.pop("changes")))
+    except (KeyError, ValueError, TypeError):
+        logger.warning("audit entry %s is not one of Flipper's; skipped", id)
+        return None
+    time = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return Entry(id=id, revision=revision, time=time, changes=changes, fields=fields)
+
+
+def _entries(raw: list[Any]) -> list[Entry]:
+    return [entry for entry in (_entry(id, fields) for id, fields in raw) if entry is not None]
 
 
 async def history(store: Store, feature: str | None = None, limit: int = 20) -> list[Entry]:
@@ -102,8 +110,7 @@ async def history(store: Store, feature: str | None = None, limit: int = 20) -> 
     end = "+"
     while len(found) < limit:
         batch = await store.audit_range(end, "-", count=max(limit, 100), reverse=True)
-        for id, raw in batch:
-            entry = _entry(id, raw)
+        for entry in _entries(batch):
             if feature is None or any(change[1] == feature for change in entry.changes):
                 found.append(entry)
         if len(batch) < max(limit, 100):
@@ -116,10 +123,10 @@ async def entry(store: Store, id: str) -> Entry:
     """The audit entry `id`; FlagError when the stream has no such entry (never written, or trimmed)."""
     if not _ENTRY_ID.fullmatch(id):
         raise FlagError(f"{id!r} is not an audit entry id such as 1700000000000-0 (flipper history shows them)")
-    found = await store.audit_range(id, id)
+    found = _entries(await store.audit_range(id, id))
     if not found:
         raise FlagError(f"no audit entry {id!r} (it may have been trimmed from the stream)")
-    return _entry(*found[0])
+    return found[0]
 
 
 def _memberships(entry: Entry) -> set[tuple[str, str]]:
@@ -144,9 +151,7 @@ async def undo(
     revision = await store.revision() if expected_revision is None else expected_revision
     undone = await entry(store, id)
     touched = _memberships(undone)
-    later = [
-        e.id for e in (_entry(*raw) for raw in await store.audit_range("(" + id, "+")) if touched & _memberships(e)
-    ]
+    later = [e.id for e in _entries(await store.audit_range("(" + id, "+")) if touched & _memberships(e)]
     if later and not force:
         raise Refused(f"entries {', '.join(later)} changed the same flags since {id}; --force undoes anyway")
     wanted = [(key, member, before) for key, member, before, _ in undone.changes]
