@@ -260,3 +260,20 @@ def test_tracing_is_opt_in(
     module = load_handler(**environ)
     assert ("aws_xray_sdk" in sys.modules) is traced
     assert invoke(module, request_event("http-api", "/health"))["statusCode"] == 200
+
+
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024  # bytes of a synchronous invocation's response, envelope included
+
+
+@pytest.mark.parametrize(("names", "status"), [(45_000, 200), (60_000, 500)])
+def test_the_default_response_bound_keeps_lambdas_envelope_under_6_mb(
+    handler: ModuleType, flags: redis.Redis, names: int, status: int
+) -> None:
+    """With the issue's 36-character names, OFREP's bulk answer for 45,000 flags fits Lambda's limit as the
+    runtime serializes it; for 60,000 (6.78 MB) Flipper answers its own JSON 500 instead of a broken one."""
+    flags.sadd("{flipper}:global:positive", *(f"feature-{index:028d}" for index in range(names)))
+    response = invoke(handler, request_event("http-api", "/ofrep/v1/evaluate/flags", json_body={}))
+    assert response["statusCode"] == status
+    assert len(json.dumps(response).encode()) < LAMBDA_RESPONSE_LIMIT
+    if status == 500:
+        assert body(response)["errorDetails"].endswith("too many flags apply to this caller")
