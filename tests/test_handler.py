@@ -359,3 +359,20 @@ def test_cold_start_leaves_what_evaluations_do_not_need_to_its_first_use(redis_s
     deferred = {"flipper.openapi", "boto3", "botocore.session", "botocore.client", "aws_xray_sdk"}
     assert deferred & set(modules["cold"]) == set()
     assert "flipper.openapi" in modules["after"]
+
+
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024  # bytes of a synchronous invocation's response, envelope included
+
+
+@pytest.mark.parametrize(("names", "status"), [(45_000, 200), (60_000, 500)])
+def test_the_default_response_bound_keeps_lambdas_envelope_under_6_mb(
+    handler: ModuleType, flags: redis.Redis, names: int, status: int
+) -> None:
+    """With the issue's 36-character names, OFREP's bulk answer for 45,000 flags fits Lambda's limit as the
+    runtime serializes it; for 60,000 (6.78 MB) Flipper answers its own JSON 500 instead of a broken one."""
+    flags.sadd("{flipper}:global:positive", *(f"feature-{index:028d}" for index in range(names)))
+    response = invoke(handler, request_event("http-api", "/ofrep/v1/evaluate/flags", json_body={}))
+    assert response["statusCode"] == status
+    assert len(json.dumps(response).encode()) < LAMBDA_RESPONSE_LIMIT
+    if status == 500:
+        assert body(response)["errorDetails"].endswith("too many flags apply to this caller")

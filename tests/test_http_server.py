@@ -1,5 +1,5 @@
-"""Clients that send less body than they announce, against a real uvicorn: bounded in time, and a client
-that hangs up is not an error."""
+"""Against a real uvicorn, with raw sockets: clients that send less body than they announce (bounded in time;
+a client that hangs up is not an error), and the answers uvicorn writes itself (docs/http-api.md)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,17 @@ def settings() -> Settings:
     return Settings(body_timeout=0.5)
 
 
-def open_request(live_url: str, announced: int, sent: bytes) -> socket.socket:
-    """A connection that has sent an OFREP request's head announcing `announced` body bytes, and `sent` of them."""
+def send(live_url: str, data: bytes) -> socket.socket:
     url = urlsplit(live_url)
     connection = socket.create_connection((url.hostname, url.port), timeout=5)
-    head = f"POST {BULK} HTTP/1.1\r\nHost: flipper.test\r\nContent-Type: application/json\r\n"
-    connection.sendall(f"{head}Content-Length: {announced}\r\n\r\n".encode() + sent)
+    connection.sendall(data)
     return connection
+
+
+def open_request(live_url: str, announced: int, sent: bytes) -> socket.socket:
+    """A connection that has sent an OFREP request's head announcing `announced` body bytes, and `sent` of them."""
+    head = f"POST {BULK} HTTP/1.1\r\nHost: flipper.test\r\nContent-Type: application/json\r\n"
+    return send(live_url, f"{head}Content-Length: {announced}\r\n\r\n".encode() + sent)
 
 
 def read_all(connection: socket.socket) -> bytes:
@@ -82,3 +86,15 @@ def test_a_client_hanging_up_mid_body_is_no_error(live_url: str, records: Record
     assert [record for record in records.records if record.levelno >= logging.WARNING] == []
     assert [record for record in records.records if record.exc_info] == []
     assert any("client disconnected" in record.getMessage() for record in records.records)
+
+
+@pytest.mark.parametrize(
+    "request_line", [b"FOO / HTTP/1.1", b"GET /?" + b"user=x&" * 10_000 + b" HTTP/1.1", b"NOT HTTP AT ALL"]
+)
+def test_requests_uvicorn_cannot_parse_get_its_own_text_answer(live_url: str, request_line: bytes) -> None:
+    """What docs/http-api.md, "Answers that do not come from Flipper", says uvicorn answers."""
+    with send(live_url, request_line + b"\r\nHost: flipper.test\r\n\r\n") as connection:
+        head, _, body = read_all(connection).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: text/plain" in head.lower()
+    assert body == b"Invalid HTTP request received."
