@@ -26,6 +26,7 @@ from flipper.app import create_app
 from flipper.settings import Settings
 from flipper.store import Store, cache_from_settings
 from tests.needs import skip_without
+from tests.timeouts import patient
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +54,7 @@ async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIter
     """A store over an empty database: a real redis-server, then fakeredis, for every test that asks."""
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
-        store = Store.from_settings(dataclasses.replace(settings, redis_url=server.url))
+        store = Store.from_settings(patient(dataclasses.replace(settings, redis_url=server.url)))
         await store.client.flushall()
     else:
         client = fakeredis.FakeAsyncRedis(decode_responses=True)
@@ -77,7 +78,7 @@ def live_url(redis_server: RedisServer, settings: Settings) -> Iterator[str]:
     For clients that speak HTTP themselves (the OpenFeature provider uses `requests`), and schemathesis.
     """
     redis.Redis(port=redis_server.port).flushall()
-    store = Store.from_settings(dataclasses.replace(settings, redis_url=redis_server.url))
+    store = Store.from_settings(patient(dataclasses.replace(settings, redis_url=redis_server.url)))
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(store, settings), host="127.0.0.1", port=port, log_level="warning")

@@ -16,6 +16,7 @@ from bench.stats import percentile, summarize
 from flipper.settings import Settings
 from flipper.store import Store
 from tests.test_store import reference_bucket
+from tests.timeouts import patient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +49,7 @@ async def test_data_set_loaded_into_redis_is_evaluated_as_expected(redis_server:
     data_set = DATA_SETS[name]
     with redis.Redis(port=redis_server.port) as client:
         data_set.load(client)
-    store = Store.from_settings(Settings(redis_url=redis_server.url))
+    store = Store.from_settings(patient(Settings(redis_url=redis_server.url)))
     try:
         assert await store.features(data_set.context) == data_set.enabled
     finally:

@@ -27,6 +27,7 @@ from flipper.model import Context, flag_keys, rollout_keys
 from flipper.settings import Settings
 from flipper.store import Store, StoreUnavailable
 from tests.test_store import CONTEXTS, ENTITIES, NAMES, PERCENTAGES, expected_by_rule
+from tests.timeouts import patient
 
 MAX_AGE = 3600.0
 
@@ -69,8 +70,8 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     clock = Clock()
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
-        cached = Store.from_settings(Settings(redis_url=server.url))
-        uncached = Store.from_settings(Settings(redis_url=server.url))
+        cached = Store.from_settings(patient(Settings(redis_url=server.url)))
+        uncached = Store.from_settings(patient(Settings(redis_url=server.url)))
         await uncached.client.flushall()
     else:
         fake = fakeredis.FakeServer()
@@ -284,8 +285,8 @@ async def test_freshness_no_answer_older_than_the_last_acknowledged_write(redis_
     evaluations in all: no answer may miss a write acknowledged before the evaluation began."""
     from flipper import operations
 
-    settings = Settings(redis_url=redis_server.url, cache_max_age=MAX_AGE)
-    writer = Store.from_settings(Settings(redis_url=redis_server.url))
+    settings = patient(Settings(redis_url=redis_server.url, cache_max_age=MAX_AGE))
+    writer = Store.from_settings(patient(Settings(redis_url=redis_server.url)))
     await writer.client.flushall()
     await writer.client.sadd("version:v1:positive", *(f"stable_{i}" for i in range(50)))
     await writer.client.sadd("global:positive", "v0")

@@ -41,6 +41,7 @@ from tests.test_store import (
     Rollouts,
     expected_by_rule,
 )
+from tests.timeouts import patient
 
 PREFIX = "{flipper}:"
 
@@ -102,7 +103,7 @@ def writer(cluster: list[RedisServer]) -> Iterator[RedisCluster]:
 @pytest.fixture
 async def cluster_store(cluster: list[RedisServer]) -> AsyncIterator[Store]:
     """The app's store, built from settings as in Lambda: cluster client, hash-tagged prefix."""
-    store = Store.from_settings(Settings(redis_url=cluster[1].url, redis_cluster=True, key_prefix=PREFIX))
+    store = Store.from_settings(patient(Settings(redis_url=cluster[1].url, redis_cluster=True, key_prefix=PREFIX)))
     yield store
     await store.aclose()
 
@@ -142,7 +143,7 @@ async def test_the_cache_on_a_cluster(cluster: list[RedisServer], writer: RedisC
     """The revision key shares the flags' slot; a write through the revision is seen at once, and in steady
     state the flags' node answers with the revision alone."""
     store = Store.from_settings(
-        Settings(redis_url=cluster[0].url, redis_cluster=True, key_prefix=PREFIX, cache_max_age=3600)
+        patient(Settings(redis_url=cluster[0].url, redis_cluster=True, key_prefix=PREFIX, cache_max_age=3600))
     )
     caller = Context(version="v1", groups=("g1",), user="u1")
     keys = [store.revision_key, *flag_keys(caller, PREFIX), *rollout_keys(caller, PREFIX)]
@@ -167,7 +168,7 @@ async def test_cached_answers_equal_uncached_ones_on_a_cluster(
     """tests/test_cache.py's differential test with writes interleaved, through the cluster client."""
     writer.flushall(target_nodes=RedisCluster.PRIMARIES)
     cached = Store.from_settings(
-        Settings(redis_url=cluster[2].url, redis_cluster=True, key_prefix=PREFIX, cache_max_age=3600)
+        patient(Settings(redis_url=cluster[2].url, redis_cluster=True, key_prefix=PREFIX, cache_max_age=3600))
     )
 
     async def write(step: tuple[str, ...]) -> None:
@@ -298,7 +299,7 @@ async def test_the_write_path_works_in_one_slot_on_the_cluster(
     """Every key a change touches (flags, revision, audit) shares the prefix's slot: changes, export, apply,
     history and undo all run on the cluster, and the evaluation sees them."""
     writer.sadd(PREFIX + "version:v1:positive", "raw")  # written around Flipper
-    settings = Settings(redis_url=cluster[1].url, redis_cluster=True, key_prefix=PREFIX, audit_length=100)
+    settings = patient(Settings(redis_url=cluster[1].url, redis_cluster=True, key_prefix=PREFIX, audit_length=100))
     store = Store.from_settings(settings)
     enabled = await operations.run(
         store, settings, "change", {"operation": "enable", "feature": "a", "entity": "group:g1", "actor": "t"}

@@ -20,6 +20,7 @@ from flipper.model import Context
 from flipper.settings import Settings
 from flipper.store import Store, StoreError
 from flipper.writes import Refused
+from tests.timeouts import patient
 
 ACTOR = "tester@host"
 
@@ -348,7 +349,7 @@ async def test_an_export_applied_to_an_empty_redis_answers_every_caller_the_same
     await apply(store, random_flags(rng))
     await store.client.sadd("group:g2:positive", "raw_feature")  # written around Flipper: carried too
     exported = (await run(store, "export"))["flags"]
-    empty = Store.from_settings(Settings(redis_url=redis_server.url, key_prefix="{other}:"))
+    empty = Store.from_settings(patient(Settings(redis_url=redis_server.url, key_prefix="{other}:")))
     for key in await empty.client.keys("{other}:*"):  # another prefix: apart from `store`'s keys on the same server
         await empty.client.delete(key)
     await apply(empty, exported)
@@ -423,7 +424,7 @@ async def test_undo_of_an_unknown_or_malformed_entry_is_refused(store: Store) ->
 
 def test_two_applies_racing_on_one_redis_one_applies_the_other_is_refused(redis_server: RedisServer) -> None:
     """Real concurrency: both plan at the same revision, then apply at once, each from its own thread and connection."""
-    settings = Settings(redis_url=redis_server.url, audit_length=100)
+    settings = patient(Settings(redis_url=redis_server.url, audit_length=100))
     documents = [flags_file({"a": {"enabled": ["global"]}}), flags_file({"a": {"disabled": ["global"]}})]
 
     def apply_when_released(document: dict[str, Any], revision: int, barrier: threading.Barrier) -> Any:

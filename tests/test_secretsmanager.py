@@ -17,6 +17,7 @@ from flipper.model import Context
 from flipper.secretsmanager import fetch_secret
 from flipper.settings import Settings, SettingsError
 from flipper.store import Store, StoreError
+from tests.timeouts import patient
 
 
 @pytest.fixture
@@ -69,14 +70,14 @@ def password_redis(own_redis_server: RedisServer) -> RedisServer:
 
 async def test_store_authenticates_with_the_password_from_the_secret(secrets: Any, password_redis: RedisServer) -> None:
     arn = secrets.create_secret(Name="flipper/redis", SecretString="s3cret pass")["ARN"]
-    store = Store.from_settings(Settings(redis_url=password_redis.url, redis_password_secret_arn=arn))
+    store = Store.from_settings(patient(Settings(redis_url=password_redis.url, redis_password_secret_arn=arn)))
     assert await store.features(Context()) == ["behind_a_password"]
     await store.aclose()
 
 
 async def test_wrong_password_is_a_store_error_not_a_hang(secrets: Any, password_redis: RedisServer) -> None:
     arn = secrets.create_secret(Name="flipper/redis", SecretString="wrong")["ARN"]
-    store = Store.from_settings(Settings(redis_url=password_redis.url, redis_password_secret_arn=arn))
+    store = Store.from_settings(patient(Settings(redis_url=password_redis.url, redis_password_secret_arn=arn)))
     with pytest.raises(StoreError, match="invalid username-password") as raised:
         await store.features(Context())
     assert type(raised.value) is StoreError  # not StoreUnavailable: retrying will not mend a wrong password

@@ -1,0 +1,21 @@
+"""Timeouts for tests about something other than timeouts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flipper.settings import Settings
+
+# Production fails fast (a 0.25 s connect, a 0.5 s command: a Lambda must answer 503 quickly). On a busy
+# two-core CI runner one event-loop stall can outlast those on loopback and fail a test about something
+# else. The tests that measure timeouts build their stores with the timeouts they measure.
+PATIENT = 5.0
+
+
+def patient(settings: Settings) -> Settings:
+    """`settings` with connect and command timeouts no loaded machine outlasts."""
+    return dataclasses.replace(
+        settings,
+        connect_timeout=max(settings.connect_timeout, PATIENT),
+        command_timeout=max(settings.command_timeout, PATIENT),
+    )
