@@ -27,7 +27,7 @@ from flipper.model import Context, flag_keys, rollout_keys
 from flipper.settings import Settings
 from flipper.store import Store, StoreUnavailable
 from tests.test_store import CONTEXTS, ENTITIES, NAMES, PERCENTAGES, expected_by_rule
-from tests.timeouts import patient
+from tests.timeouts import IDLE, patient
 
 MAX_AGE = 3600.0
 
@@ -353,7 +353,7 @@ async def test_every_write_through_flippers_write_path_is_seen_at_once(pair: Pai
 async def test_an_idle_store_starts_again_from_an_empty_cache(redis_server: RedisServer) -> None:
     """After FLIPPER_REDIS_IDLE_RECONNECT seconds without a command (a frozen Lambda), Redis may have restarted
     and had its revision written back up to the value known, with other flags: not served from the cache."""
-    store = Store.from_settings(Settings(redis_url=redis_server.url, cache_max_age=MAX_AGE, redis_idle_reconnect=0.05))
+    store = Store.from_settings(Settings(redis_url=redis_server.url, cache_max_age=MAX_AGE, redis_idle_reconnect=IDLE))
     writer = redis.asyncio.Redis(port=redis_server.port, decode_responses=True)
     await writer.flushall()
     await writer.set("revision", 7)
@@ -363,7 +363,7 @@ async def test_an_idle_store_starts_again_from_an_empty_cache(redis_server: Redi
     await writer.set("revision", 7)
     await writer.sadd("global:positive", "after")
     assert await store.features(Context()) == ["before"]  # not idle: held (the max age bounds this case)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(IDLE + 0.1)
     assert await store.features(Context()) == ["after"]
     await writer.aclose()
     await store.aclose()

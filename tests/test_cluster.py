@@ -41,7 +41,7 @@ from tests.test_store import (
     Rollouts,
     expected_by_rule,
 )
-from tests.timeouts import patient
+from tests.timeouts import IDLE, patient
 
 PREFIX = "{flipper}:"
 
@@ -330,7 +330,7 @@ async def test_connections_idle_too_long_are_replaced_on_every_node(
     cluster client's connections are closed before use and new ones opened."""
     writer.sadd(PREFIX + "version:v1:positive", "feature_A")
     owner = writer.get_node_from_key(PREFIX + "global:positive")
-    settings = Settings(redis_url=cluster[0].url, redis_cluster=True, key_prefix=PREFIX, redis_idle_reconnect=0.2)
+    settings = Settings(redis_url=cluster[0].url, redis_cluster=True, key_prefix=PREFIX, redis_idle_reconnect=IDLE)
     store = Store.from_settings(settings)
 
     def connections() -> int:
@@ -340,7 +340,7 @@ async def test_connections_idle_too_long_are_replaced_on_every_node(
     before = connections()
     assert await store.features(Context(version="v1")) == ["feature_A"]
     assert connections() == before  # in use: kept
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(IDLE + 0.1)
     assert await store.features(Context(version="v1")) == ["feature_A"]
     assert connections() == before + 1  # idle: replaced
     await store.aclose()

@@ -16,6 +16,7 @@ from bench.servers import RedisServer
 from flipper.app import create_app
 from flipper.settings import Settings
 from flipper.store import Store
+from tests.timeouts import IDLE
 
 # "About a second": the defaults (0.25 s connect, 0.5 s command timeout) must answer well within it.
 BOUND_SECONDS = 1.0
@@ -131,7 +132,7 @@ async def test_a_connection_cut_while_idle_is_replaced_before_use(own_redis_serv
     one opened, so a connection the network dropped costs no command timeout and no 503."""
     seed(own_redis_server)
     async with SilentProxy(own_redis_server.port) as proxy:
-        settings = Settings(redis_url=f"redis://127.0.0.1:{proxy.port}", redis_idle_reconnect=0.2)
+        settings = Settings(redis_url=f"redis://127.0.0.1:{proxy.port}", redis_idle_reconnect=IDLE)
         store = Store.from_settings(settings)
         transport = httpx.ASGITransport(app=create_app(store, settings))
         async with httpx.AsyncClient(transport=transport, base_url="http://flipper.test") as client:
@@ -143,7 +144,7 @@ async def test_a_connection_cut_while_idle_is_replaced_before_use(own_redis_serv
                     assert killer.client_kill_filter(skipme=True) == 1
             else:
                 proxy.drop_silently()
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(IDLE + 0.1)
             response, elapsed = await timed_get(client, "/?version=v1")
             assert (response.status_code, response.json()) == (200, {"features": ["feature_A", "feature_B"]})
             assert elapsed < settings.command_timeout

@@ -19,3 +19,8 @@ def patient(settings: Settings) -> Settings:
         connect_timeout=max(settings.connect_timeout, PATIENT),
         command_timeout=max(settings.command_timeout, PATIENT),
     )
+
+
+# Seconds without a command after which a test's store counts as idle (FLIPPER_REDIS_IDLE_RECONNECT): long
+# enough that a stall between two commands a test sends back to back does not pass for idleness.
+IDLE = 1.0
