@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import importlib
 import os
 import shutil
@@ -27,6 +28,18 @@ from flipper.settings import Settings
 from flipper.store import Store, cache_from_settings
 from tests.needs import skip_without
 from tests.timeouts import patient
+
+
+@pytest.fixture(autouse=True)
+def _collector_skips_older_objects() -> None:
+    """Move every object alive before the test out of the garbage collector's reach (`gc.freeze`).
+
+    By the middle of the suite this process holds botocore's models, hypothesis's state and earlier tests'
+    data: one full collection over them paused it 230 to 420 ms (measured with a `gc.callbacks` hook), longer
+    than the 0.25 s connect timeout and the idle thresholds that tests measure. What a test creates is still
+    collected; the cyclic garbage of earlier tests is kept, a few MB.
+    """
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")
