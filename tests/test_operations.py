@@ -135,6 +135,13 @@ async def test_raw_redis_cli_writes_appear_in_list_and_export_without_an_entry(s
     assert (await run(store, "history"))["entries"] == []
 
 
+async def test_a_raw_member_that_is_not_utf8_leaves_list_and_export_working(store: Store) -> None:
+    await store.client.sadd("version:v1:positive", "feature_A", b"\xff")
+    await store.client.sadd(b"group:\xff:negative", "feature_A")
+    assert (await run(store, "export"))["flags"]["features"] == {"feature_A": {"enabled": ["version:v1"]}}
+    assert await features(store, version="v1") == ["feature_A"]
+
+
 @pytest.mark.parametrize("settings", [Settings(key_prefix="{flipper}:")])
 async def test_the_key_prefix_is_written_and_read_and_left_out_of_the_audit(store: Store) -> None:
     await change(store, "enable", "a", "group:g*[1]")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -140,6 +142,31 @@ async def test_warm_loads_the_script(store: Store) -> None:
     await store.client.script_flush()
     assert await store.warm(seconds=1.0) is True
     assert await store.client.script_exists(store._evaluate.sha) == [True]
+
+
+async def test_a_member_that_is_not_utf8_is_left_out_with_a_warning(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Written around Flipper (redis-cli SADD of raw bytes), it must not take every caller's answer down."""
+    await store.client.sadd("global:positive", "a", b"\xff\xfe")
+    await store.client.hset("group:g1:rollout", mapping={b"\xfe": "100", "b": "100", "c": b"\xff"})
+    caller = Context(groups=("g1",), user="u")
+    with caplog.at_level(logging.WARNING, logger="flipper"):
+        assert await store.features(caller) == ["a", "b"]
+    assert sorted(record.getMessage() for record in caplog.records if "UTF-8" in record.getMessage()) == [
+        "key global:positive holds b'\\xff\\xfe', which is not UTF-8: left out (remove it with redis-cli)",
+        "key group:g1:rollout holds field b'\\xfe' = b'100', which is not UTF-8: left out (remove it with redis-cli)",
+        "key group:g1:rollout holds field b'c' = b'\\xff', which is not UTF-8: left out (remove it with redis-cli)",
+    ]
+    await store.client.srem("global:positive", b"\xff\xfe")
+    await store.client.sadd("global:positive", "d")
+    assert await store.features(caller) == ["a", "b", "d"]  # the connection still answers, decoded
+
+
+async def test_a_key_name_that_is_not_utf8_is_no_flag_key(store: Store) -> None:
+    await store.client.sadd(b"user:\xff:positive", "a")
+    await store.client.sadd("user:u:positive", "b")
+    assert await store.all_keys() == ["user:u:positive"]
 
 
 # The property test: random flag data, random callers, and the rule stated plainly in Python.

@@ -16,6 +16,7 @@ from redis import exceptions
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.client import NEVER_DECODE
 
 from .cache import Cache
 from .model import Context, Snapshot, enabled_features, flag_keys, parse_percentage, revision_key, rollout_keys
@@ -63,6 +64,42 @@ def _read(context: Context, keys: list[str], split: int, contents: list[list[str
     """A snapshot from the contents of every key (`keys[:split]` the sets, the rest rollouts), uncached."""
     rollouts = [percentages(key, flat) for key, flat in zip(keys[split:], contents[split:], strict=True)]
     return Snapshot(context, contents[:split], rollouts)
+
+
+def _decoded(keys: list[str], reply: bytes | list[Any]) -> str | list[Any]:
+    """The script's reply read undecoded, decoded member by member: a member (or a rollout's field or value)
+    that is not UTF-8 is left out, with a warning naming its key and its bytes."""
+    if isinstance(reply, bytes):
+        return reply.decode("utf-8", "replace")  # the revision alone; not an integer, it validates nothing
+    revision, *contents = reply
+    decoded: list[Any] = [revision.decode("utf-8", "replace")]
+    for key, members in zip(keys, contents, strict=True):
+        if members is None:
+            decoded.append(None)
+        elif key.endswith(":rollout"):
+            pairs = [_utf8(key, (field, value)) for field, value in zip(members[::2], members[1::2], strict=True)]
+            decoded.append([text for pair in pairs if pair is not None for text in pair])
+        else:
+            decoded.append([member for member in (_utf8(key, (raw,)) for raw in members) if member is not None])
+    return decoded
+
+
+def _utf8(key: str, raw: tuple[bytes, ...]) -> Any:
+    """`raw` decoded (one member, or a field and its value), or None with a warning unless all is UTF-8."""
+    try:
+        decoded = tuple(part.decode("utf-8") for part in raw)
+    except UnicodeDecodeError:
+        what = repr(raw[0]) if len(raw) == 1 else f"field {raw[0]!r} = {raw[1]!r}"
+        logger.warning("key %s holds %s, which is not UTF-8: left out (remove it with redis-cli)", key, what)
+        return None
+    return decoded if len(decoded) > 1 else decoded[0]
+
+
+def _utf8_names(raw: list[bytes]) -> Iterator[str]:
+    """The key names that are UTF-8: one that is not (written around Flipper) names no entity a caller can be."""
+    for name in raw:
+        with contextlib.suppress(UnicodeDecodeError):
+            yield name.decode("utf-8")
 
 
 def _revision(raw: str) -> int | None:
@@ -223,7 +260,22 @@ class Store:
     async def _call(self, keys: list[str], known: str, held: str) -> str | list[Any]:
         """The script's reply: the revision alone, or the revision and the contents of the keys not `held`."""
         async with self._command():
-            return await self._evaluate(keys=[self.revision_key, *keys], args=[known, held])
+            try:
+                return await self._evaluate(keys=[self.revision_key, *keys], args=[known, held])
+            except UnicodeDecodeError:
+                # A member that is not UTF-8, written around Flipper (redis-cli SADD of raw bytes), must not
+                # take every answer down: read again undecoded and leave that member out (rare: only then).
+                reply = await self.client.execute_command(
+                    "EVALSHA",
+                    self._evaluate.sha,
+                    len(keys) + 1,
+                    self.revision_key,
+                    *keys,
+                    known,
+                    held,
+                    **{NEVER_DECODE: True},
+                )
+                return _decoded(keys, reply)
 
     async def _cached(self, context: Context, keys: list[str], split: int, cache: Cache) -> Snapshot:
         if self._idle():
@@ -273,10 +325,12 @@ class Store:
         async with self._command():
             cursor = 0
             while True:
-                cursor, batch = await self._on_flags_node("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+                cursor, batch = await self._on_flags_node(
+                    "SCAN", cursor, "MATCH", pattern, "COUNT", 1000, **{NEVER_DECODE: True}
+                )
                 if isinstance(cursor, dict):  # the cluster client answers a cursor per node: here, one node
                     [cursor] = cursor.values()
-                keys.extend(key[len(self.key_prefix) :] for key in batch)
+                keys.extend(name[len(self.key_prefix) :] for name in _utf8_names(batch))
                 if int(cursor) == 0:
                     return sorted(set(keys))
 
@@ -323,14 +377,14 @@ class Store:
     def _prefixed(self, keys: list[str]) -> list[str]:
         return [self.key_prefix + key for key in keys]
 
-    async def _on_flags_node(self, *command: Any) -> Any:
+    async def _on_flags_node(self, *command: Any, **options: Any) -> Any:
         """`command` on the node that holds the flags' slot in a cluster; on the one Redis otherwise."""
         if isinstance(self.client, RedisCluster):
             await self.client.initialize()  # a no-op once the cluster's layout is known
             # With the hash-tagged prefix cluster mode requires, every flag key is in this key's slot.
             node = self.client.get_node_from_key(self.revision_key)
-            return await self.client.execute_command(*command, target_nodes=node)
-        return await self.client.execute_command(*command)
+            return await self.client.execute_command(*command, target_nodes=node, **options)
+        return await self.client.execute_command(*command, **options)
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers a PING: in a cluster, the node that holds the flags."""
