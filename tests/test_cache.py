@@ -25,7 +25,7 @@ from flipper.app import create_app
 from flipper.cache import Cache
 from flipper.model import Context, flag_keys, rollout_keys
 from flipper.settings import Settings
-from flipper.store import Store, StoreUnavailable
+from flipper.store import Store, StoreUnavailable, client_from_settings
 from tests.test_store import CONTEXTS, ENTITIES, NAMES, PERCENTAGES, expected_by_rule
 from tests.timeouts import IDLE, patient
 
@@ -68,16 +68,16 @@ class Pair:
 @pytest.fixture(params=["redis", "fakeredis"])
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     clock = Clock()
+    cache = Cache(MAX_AGE, 16 * 1024 * 1024, clock)
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
-        cached = Store.from_settings(patient(Settings(redis_url=server.url)))
+        cached = Store(client_from_settings(patient(Settings(redis_url=server.url))), cache=cache)
         uncached = Store.from_settings(patient(Settings(redis_url=server.url)))
         await uncached.client.flushall()
     else:
         fake = fakeredis.FakeServer()
-        cached = Store(fakeredis.FakeAsyncRedis(server=fake, decode_responses=True))
+        cached = Store(fakeredis.FakeAsyncRedis(server=fake, decode_responses=True), cache=cache)
         uncached = Store(fakeredis.FakeAsyncRedis(server=fake, decode_responses=True))
-    cached.cache = Cache(MAX_AGE, 16 * 1024 * 1024, clock)
     yield Pair(cached, uncached, clock)
     await cached.aclose()
     await uncached.aclose()
@@ -129,6 +129,22 @@ async def test_cached_answers_equal_uncached_ones_with_writes_interleaved(pair: 
     await pair.uncached.client.flushall()
     pair.cache.clear()
     await compare(pair.cached, pair.uncached, steps, pair.write)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rounds=st.lists(st.tuples(st.lists(WRITES, max_size=4), st.lists(CONTEXTS, min_size=1, max_size=12)), max_size=6)
+)
+async def test_concurrent_evaluations_coalesced_equal_uncached_ones(pair: Pair, rounds: list[Any]) -> None:
+    """Callers evaluated at once share calls (`flipper.batches`: their keys' union): each answer is still its
+    own caller's, as the uncached store reads it."""
+    await pair.uncached.client.flushall()
+    pair.cache.clear()
+    for writes, callers in rounds:
+        if writes:
+            await pair.write(*writes)
+        coalesced = await asyncio.gather(*(pair.cached.features(caller) for caller in callers))
+        assert coalesced == [await pair.uncached.features(caller) for caller in callers]
 
 
 async def test_steady_state_sends_the_revision_alone_and_reuses_the_answer(pair: Pair) -> None:
@@ -281,8 +297,9 @@ async def test_the_expected_rule_still_holds_through_the_cache(pair: Pair) -> No
 
 async def test_freshness_no_answer_older_than_the_last_acknowledged_write(redis_server: RedisServer) -> None:
     """A writer changes flags through Flipper's write path (step i enables `v<i>` globally, then clears
-    `v<i-1>`), 8 readers (8 instances, each with its own cache) evaluate in a tight loop, 100,000
-    evaluations in all: no answer may miss a write acknowledged before the evaluation began."""
+    `v<i-1>`), 8 instances (each with its own cache) evaluate in a tight loop, 4 concurrent readers each so
+    that their evaluations are coalesced (`flipper.batches`), 100,000 evaluations in all: no answer may miss
+    a write acknowledged before the evaluation began."""
     from flipper import operations
 
     settings = patient(Settings(redis_url=redis_server.url, cache_max_age=MAX_AGE))
@@ -291,7 +308,7 @@ async def test_freshness_no_answer_older_than_the_last_acknowledged_write(redis_
     await writer.client.sadd("version:v1:positive", *(f"stable_{i}" for i in range(50)))
     await writer.client.sadd("global:positive", "v0")
     readers = [Store.from_settings(settings) for _ in range(8)]
-    acknowledged, writes, evaluations, stale, target = 0, 0, 0, 0, 100_000
+    acknowledged, writes, evaluations, stale, target, calls = 0, 0, 0, 0, 100_000, 0
     caller = Context(version="v1", user="u1")
 
     async def change(operation: str, feature: str) -> None:
@@ -308,6 +325,14 @@ async def test_freshness_no_answer_older_than_the_last_acknowledged_write(redis_
             await change("clear", f"v{acknowledged - 1}")
             await asyncio.sleep(0.005)
 
+    def counted(call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def counting(*arguments: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return await call(*arguments)
+
+        return counting
+
     async def read(store: Store) -> None:
         nonlocal evaluations, stale
         while evaluations < target:
@@ -316,10 +341,16 @@ async def test_freshness_no_answer_older_than_the_last_acknowledged_write(redis_
             evaluations += 1
             stale += seen < floor
 
-    await asyncio.gather(write(), *(read(store) for store in readers))
-    print(f"freshness: {evaluations} evaluations by 8 cached readers, {writes} writes, {stale} stale answers")
+    for reader in readers:
+        reader._call = counted(reader._call)  # type: ignore[method-assign]
+    await asyncio.gather(write(), *(read(store) for store in readers for _ in range(4)))
+    print(
+        f"freshness: {evaluations} evaluations by 8 cached instances of 4 concurrent readers in {calls} script"
+        f" calls, {writes} writes, {stale} stale answers"
+    )
     assert acknowledged > 100  # the writer wrote all along
     assert evaluations >= target
+    assert calls < evaluations / 2  # coalesced: the readers of an instance shared calls
     assert stale == 0
     for store in [writer, *readers]:
         await store.aclose()

@@ -18,7 +18,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.client import NEVER_DECODE
 
-from .cache import Cache
+from .batches import Batches
+from .cache import Cache, Contents, Entry
 from .model import Context, Snapshot, enabled_features, flag_keys, parse_percentage, revision_key, rollout_keys
 from .settings import Settings, SettingsError
 
@@ -102,6 +103,11 @@ def _utf8_names(raw: list[bytes]) -> Iterator[str]:
             yield name.decode("utf-8")
 
 
+def _contents(key: str, raw: list[str]) -> Contents:
+    """A key's contents as the cache holds them: a set's members, or a rollout's thousandths per feature."""
+    return percentages(key, raw) if key.endswith(":rollout") else frozenset(raw)
+
+
 def _revision(raw: str) -> int | None:
     """The store's revision as an integer; None when someone wrote something else there by hand."""
     return int(raw) if raw.isascii() and raw.lstrip("-").isdigit() else None
@@ -182,7 +188,8 @@ def _glob_escape(text: str) -> str:
 
 class Store:
     """Answers flag questions from Redis in one script call each, through the instance's cache when one is
-    given (`cache.Cache`; FLIPPER_CACHE_MAX_AGE above 0).
+    given (`cache.Cache`; FLIPPER_CACHE_MAX_AGE above 0); with it, concurrent evaluations share calls
+    (`batches.Batches`).
 
     The script is registered once; redis-py calls it by SHA and loads it again transparently when
     Redis answers NOSCRIPT (its cache was emptied by a restart or a failover).
@@ -202,6 +209,7 @@ class Store:
         self._write = client.register_script(script_source("write.lua"))
         self._idle_reconnect = idle_reconnect
         self._used_at = time.monotonic()
+        self._batches = None if cache is None else Batches(functools.partial(self._validate, cache))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -252,10 +260,17 @@ class Store:
         """
         sets = flag_keys(context, self.key_prefix)
         keys = sets + rollout_keys(context, self.key_prefix)
-        if self.cache is None:
+        if self._batches is None:
             _, *contents = await self._call(keys, "", "0" * len(keys))
             return _read(context, keys, len(sets), contents)
-        return await self._cached(context, keys, len(sets), self.cache)
+        read, cached = await self._batches.ask(keys)  # concurrent evaluations share one call (`batches`)
+        entries = [read[key] for key in keys]
+        return Snapshot(
+            context,
+            [entry.contents for entry in entries[: len(sets)]],
+            [entry.contents for entry in entries[len(sets) :]],
+            stamp=tuple(entries) if cached else (),
+        )
 
     async def _call(self, keys: list[str], known: str, held: str) -> str | list[Any]:
         """The script's reply: the revision alone, or the revision and the contents of the keys not `held`."""
@@ -277,7 +292,9 @@ class Store:
                 )
                 return _decoded(keys, reply)
 
-    async def _cached(self, context: Context, keys: list[str], split: int, cache: Cache) -> Snapshot:
+    async def _validate(self, cache: Cache, keys: list[str]) -> tuple[dict[str, Entry], bool]:
+        """One script call for `keys` (one evaluation's, or a batch's union): each key's entry, held or read
+        now, and whether they are the cache's (False when the revision is not an integer: nothing is held)."""
         if self._idle():
             # Redis may have restarted unseen meanwhile (a frozen Lambda), and its revision been written back
             # up to the very value known: what a fresh connection reads starts from an empty cache.
@@ -295,7 +312,7 @@ class Store:
         revision = _revision(raw_revision)
         if revision is None:
             cache.clear()  # a revision that is not an integer validates nothing (and every key was sent)
-            return _read(context, keys, split, contents)
+            return {key: Entry(_contents(key, raw), 0, now) for key, raw in zip(keys, contents, strict=True)}, False
         if known is not None and revision < known:
             cache.clear()  # the revision went back: Redis restarted, failed over or was flushed
         if cache.revision is None or revision > cache.revision:
@@ -303,17 +320,10 @@ class Store:
         entries = held  # the revision alone: every key is held
         if contents:  # None: held, and the script saw the revision it is held at; else read, and remembered
             entries = [
-                entry
-                if raw is None
-                else cache.store(key, frozenset(raw) if index < split else percentages(key, raw), revision, now)
-                for index, (key, entry, raw) in enumerate(zip(keys, held, contents, strict=True))
+                entry if raw is None else cache.store(key, _contents(key, raw), revision, now)
+                for key, entry, raw in zip(keys, held, contents, strict=True)
             ]
-        return Snapshot(
-            context,
-            [entry.contents for entry in entries[:split]],
-            [entry.contents for entry in entries[split:]],
-            stamp=tuple(entries),
-        )
+        return dict(zip(keys, entries, strict=True)), True
 
     async def all_keys(self) -> list[str]:
         """Every key under the prefix, unprefixed, by SCAN: in a cluster, on the node that holds the flags.

@@ -1,0 +1,140 @@
+"""Concurrent evaluations coalesced into one call (flipper.batches): who is sent when, and with what."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from flipper.batches import Batches
+
+
+class Recorder:
+    """A `send` that records each call's keys and waits until the test lets it land."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.landing: list[asyncio.Event] = []
+        self.fail: Exception | None = None
+
+    async def __call__(self, keys: list[str]) -> list[str]:
+        self.calls.append(keys)
+        landed = asyncio.Event()
+        self.landing.append(landed)
+        await landed.wait()
+        if self.fail is not None:
+            raise self.fail
+        return keys
+
+    async def sent(self, count: int) -> None:
+        """Wait until `count` calls have been sent."""
+        while len(self.calls) < count:  # noqa: ASYNC110 (stepping the loop is the point; an Event binds one loop)
+            await asyncio.sleep(0)
+
+
+async def test_alone_an_evaluation_is_sent_at_once_with_its_own_keys() -> None:
+    send = Recorder()
+    batches = Batches(send)
+    asked = asyncio.create_task(batches.ask(["a", "b"]))
+    await send.sent(1)
+    send.landing[0].set()
+    assert await asked == ["a", "b"]
+    assert send.calls == [["a", "b"]]
+
+
+async def test_arrivals_during_a_call_share_the_next_one_sent_when_it_lands() -> None:
+    send = Recorder()
+    batches = Batches(send)
+    first = asyncio.create_task(batches.ask(["global", "user:1"]))
+    await send.sent(1)
+    waiting = [asyncio.create_task(batches.ask(["global", f"user:{n}"])) for n in (2, 3, 2)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(send.calls) == 1  # not sent while the first is in flight: that is what they wait for
+    send.landing[0].set()
+    await send.sent(2)
+    assert send.calls[1] == ["global", "user:2", "user:3"]  # the union, in order of arrival
+    send.landing[1].set()
+    assert await first == ["global", "user:1"]
+    assert [await task for task in waiting] == [["global", "user:2", "user:3"]] * 3
+    assert len(send.calls) == 2
+
+
+async def test_a_failed_call_fails_every_evaluation_in_it_and_the_next_batch_is_still_sent() -> None:
+    send = Recorder()
+    batches = Batches(send)
+    first = asyncio.create_task(batches.ask(["a"]))
+    await send.sent(1)
+    failing = [asyncio.create_task(batches.ask([key])) for key in "bc"]
+    await asyncio.sleep(0)
+    send.landing[0].set()
+    await send.sent(2)
+    late = asyncio.create_task(batches.ask(["d"]))  # arrives while the batch that will fail is in flight
+    await asyncio.sleep(0)
+    send.fail = ConnectionError("redis is down")
+    send.landing[1].set()
+    assert await first == ["a"]
+    for task in failing:
+        with pytest.raises(ConnectionError, match="redis is down"):
+            await task
+    await send.sent(3)
+    send.fail = None
+    send.landing[2].set()
+    assert await late == ["d"]
+
+
+async def test_a_waiter_that_gives_up_does_not_cancel_the_call_for_the_others() -> None:
+    send = Recorder()
+    batches = Batches(send)
+    first = asyncio.create_task(batches.ask(["a"]))
+    await send.sent(1)
+    quitter = asyncio.create_task(batches.ask(["b"]))
+    stayer = asyncio.create_task(batches.ask(["c"]))
+    await asyncio.sleep(0)
+    send.landing[0].set()
+    await send.sent(2)
+    quitter.cancel()
+    send.landing[1].set()
+    assert await stayer == ["b", "c"]
+    assert quitter.cancelled()
+    assert await first == ["a"]
+
+
+async def test_an_evaluation_cancelled_in_flight_lets_the_next_ones_be_sent() -> None:
+    send = Recorder()
+    batches = Batches(send)
+    first = asyncio.create_task(batches.ask(["a"]))
+    await send.sent(1)
+    waiting = asyncio.create_task(batches.ask(["b"]))
+    await asyncio.sleep(0)
+    first.cancel()  # a client hung up: its request is cancelled with the call it was making
+    await send.sent(2)
+    send.landing[1].set()
+    assert await waiting == ["b"]
+    after = asyncio.create_task(batches.ask(["c"]))  # nothing in flight: sent at once
+    await send.sent(3)
+    send.landing[2].set()
+    assert await after == ["c"]
+
+
+def test_a_call_left_in_flight_on_a_closed_loop_does_not_block_the_next_loop() -> None:
+    """The Lambda handler, the CLI and tests may run one store in successive event loops."""
+    send = Recorder()
+    batches = Batches(send)
+
+    async def leave_in_flight() -> None:
+        left = asyncio.get_running_loop().create_task(batches.ask(["a"]))
+        left._log_destroy_pending = False  # type: ignore[attr-defined]  # left pending on purpose
+        await send.sent(1)
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(leave_in_flight())
+    loop.close()
+
+    async def ask_again() -> list[str]:
+        asked = asyncio.create_task(batches.ask(["b"]))
+        await send.sent(2)
+        send.landing[1].set()
+        return await asked
+
+    assert asyncio.run(ask_again()) == ["b"]
