@@ -9,21 +9,27 @@ import pytest
 from flipper.batches import Batches
 
 
+class Unreachable(Exception):
+    """The store is down or hung: what fails one call fails the next the same way."""
+
+
 class Recorder:
-    """A `send` that records each call's keys and waits until the test lets it land."""
+    """A `send` that records each call's keys and waits until the test lets it land; a call that holds a key
+    of `failing` raises `failing[key]`."""
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
         self.landing: list[asyncio.Event] = []
-        self.fail: Exception | None = None
+        self.failing: dict[str, Exception] = {}
 
     async def __call__(self, keys: list[str]) -> list[str]:
         self.calls.append(keys)
         landed = asyncio.Event()
         self.landing.append(landed)
         await landed.wait()
-        if self.fail is not None:
-            raise self.fail
+        for key in keys:
+            if key in self.failing:
+                raise self.failing[key]
         return keys
 
     async def sent(self, count: int) -> None:
@@ -60,27 +66,48 @@ async def test_arrivals_during_a_call_share_the_next_one_sent_when_it_lands() ->
     assert len(send.calls) == 2
 
 
-async def test_a_failed_call_fails_every_evaluation_in_it_and_the_next_batch_is_still_sent() -> None:
+async def test_when_a_shared_call_fails_each_asks_again_alone_and_only_its_owner_fails() -> None:
+    """A flag key of one caller's holding a string fails the script for the whole batch: not the others."""
     send = Recorder()
-    batches = Batches(send)
-    first = asyncio.create_task(batches.ask(["a"]))
+    batches = Batches(send, contagious=(Unreachable,))
+    send.failing["user:bad"] = ValueError("WRONGTYPE")
+    first = asyncio.create_task(batches.ask(["global"]))
     await send.sent(1)
-    failing = [asyncio.create_task(batches.ask([key])) for key in "bc"]
+    shared = [asyncio.create_task(batches.ask(["global", user])) for user in ("user:bad", "user:good")]
     await asyncio.sleep(0)
     send.landing[0].set()
     await send.sent(2)
-    late = asyncio.create_task(batches.ask(["d"]))  # arrives while the batch that will fail is in flight
-    await asyncio.sleep(0)
-    send.fail = ConnectionError("redis is down")
+    assert send.calls[1] == ["global", "user:bad", "user:good"]
     send.landing[1].set()
-    assert await first == ["a"]
-    for task in failing:
-        with pytest.raises(ConnectionError, match="redis is down"):
+    await send.sent(4)
+    assert sorted(send.calls[2:]) == [["global", "user:bad"], ["global", "user:good"]]
+    for landed in send.landing[2:]:
+        landed.set()
+    assert await first == ["global"]
+    with pytest.raises(ValueError, match="WRONGTYPE"):
+        await shared[0]
+    assert await shared[1] == ["global", "user:good"]
+
+
+async def test_a_store_unreachable_fails_the_batch_waiting_behind_its_call_at_once() -> None:
+    """Redis hung: the evaluations waiting behind the call in flight are answered when it fails, not one
+    more timeout later; the next evaluation is sent again."""
+    send = Recorder()
+    batches = Batches(send, contagious=(Unreachable,))
+    send.failing["a"] = Unreachable("timeout")
+    first = asyncio.create_task(batches.ask(["a"]))
+    await send.sent(1)
+    waiting = [asyncio.create_task(batches.ask([key])) for key in "bc"]
+    await asyncio.sleep(0)
+    send.landing[0].set()
+    for task in [first, *waiting]:
+        with pytest.raises(Unreachable, match="timeout"):
             await task
-    await send.sent(3)
-    send.fail = None
-    send.landing[2].set()
-    assert await late == ["d"]
+    assert send.calls == [["a"]]  # the waiting batch was never sent
+    after = asyncio.create_task(batches.ask(["d"]))
+    await send.sent(2)
+    send.landing[1].set()
+    assert await after == ["d"]
 
 
 async def test_a_waiter_that_gives_up_does_not_cancel_the_call_for_the_others() -> None:

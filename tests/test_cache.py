@@ -25,7 +25,7 @@ from flipper.app import create_app
 from flipper.cache import Cache
 from flipper.model import Context, flag_keys, rollout_keys
 from flipper.settings import Settings
-from flipper.store import Store, StoreUnavailable, client_from_settings
+from flipper.store import Store, StoreError, StoreUnavailable, client_from_settings
 from tests.test_store import CONTEXTS, ENTITIES, NAMES, PERCENTAGES, expected_by_rule
 from tests.timeouts import IDLE, patient
 
@@ -145,6 +145,15 @@ async def test_concurrent_evaluations_coalesced_equal_uncached_ones(pair: Pair, 
             await pair.write(*writes)
         coalesced = await asyncio.gather(*(pair.cached.features(caller) for caller in callers))
         assert coalesced == [await pair.uncached.features(caller) for caller in callers]
+
+
+async def test_a_bad_key_of_one_caller_fails_only_that_caller_among_concurrent_ones(pair: Pair) -> None:
+    await pair.write(("SADD", "global:positive", "a"), ("SET", "user:bad:positive", "not a set"))
+    callers = [Context(user=user) for user in ("u1", "bad", "u2", "u3")]
+    answers = await asyncio.gather(*(pair.cached.features(caller) for caller in callers), return_exceptions=True)
+    assert [answers[0], *answers[2:]] == [["a"]] * 3
+    assert isinstance(answers[1], StoreError)
+    assert not isinstance(answers[1], StoreUnavailable)
 
 
 async def test_steady_state_sends_the_revision_alone_and_reuses_the_answer(pair: Pair) -> None:

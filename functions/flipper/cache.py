@@ -1,8 +1,9 @@
 """The function instance's cache of flag keys and answers, validated by the store's revision (issue 11).
 
 Every write through Flipper's write path INCRs `<prefix>revision`. Each evaluation still makes its one
-script call (shared with the evaluations that arrived with it: `batches`), sending the revision this instance knows and which of the caller's keys it holds at that
-revision and younger than FLIPPER_CACHE_MAX_AGE; the script answers with the revision alone when nothing
+script call (shared with the evaluations that arrived with it: `batches`), sending the revision this
+instance knows and which of the caller's keys it holds at that revision and younger than
+FLIPPER_CACHE_MAX_AGE; the script answers with the revision alone when nothing
 is needed, else with the revision and the contents of the keys needed (all of them when the revision
 changed: then any key held may be stale). Writes around Flipper (a raw `redis-cli SADD`) do not bump the
 revision: a key is read again once it is older than the max age.

@@ -209,7 +209,9 @@ class Store:
         self._write = client.register_script(script_source("write.lua"))
         self._idle_reconnect = idle_reconnect
         self._used_at = time.monotonic()
-        self._batches = None if cache is None else Batches(functools.partial(self._validate, cache))
+        self._batches = (
+            None if cache is None else Batches(functools.partial(self._validate, cache), contagious=(StoreUnavailable,))
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
