@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+import uvicorn
 import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -389,6 +390,20 @@ def test_a_port_in_use_is_one_line_and_exit_1(redis_server: RedisServer, capsys:
         port = str(taken.getsockname()[1])
         assert main(["console", "--port", port, "--redis-url", redis_server.url]) == 1
     assert capsys.readouterr().err == f"flipper: error: cannot serve on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_the_printed_address_takes_connections_as_soon_as_it_is_printed(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whoever reads the address may connect at once, before the server has started: never refused."""
+
+    def connect_instead_of_serving(server: uvicorn.Server, sockets: list[socket.socket]) -> None:
+        [url] = re.findall(r"http://\S+", capsys.readouterr().out)
+        port = int(url.split(":")[2].split("/")[0])
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", connect_instead_of_serving)
+    assert main(["console", "--port", "0", "--redis-url", redis_server.url]) == 0
 
 
 def test_a_wildcard_address_is_refused(redis_server: RedisServer, capsys: pytest.CaptureFixture[str]) -> None:

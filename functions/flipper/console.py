@@ -516,6 +516,7 @@ def serve(backend: Backend, host: str, port: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(128)  # before the address is printed: whoever reads it may connect at once
     except OSError as exc:
         sock.close()
         raise FlagError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
