@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -144,19 +145,22 @@ async def test_an_evaluation_cancelled_in_flight_lets_the_next_ones_be_sent() ->
     assert await after == ["c"]
 
 
-def test_a_call_left_in_flight_on_a_closed_loop_does_not_block_the_next_loop() -> None:
-    """The Lambda handler, the CLI and tests may run one store in successive event loops."""
-    send = Recorder()
-    batches = Batches(send)
-
+def leave_a_call_in_flight_on_a_closed_loop(batches: Batches[list[str]], send: Recorder) -> None:
     async def leave_in_flight() -> None:
-        left = asyncio.get_running_loop().create_task(batches.ask(["a"]))
+        left = asyncio.get_running_loop().create_task(batches.ask(["old"]))
         left._log_destroy_pending = False  # type: ignore[attr-defined]  # left pending on purpose
         await send.sent(1)
 
     loop = asyncio.new_event_loop()
     loop.run_until_complete(leave_in_flight())
     loop.close()
+
+
+def test_a_call_left_in_flight_on_a_closed_loop_does_not_block_the_next_loop() -> None:
+    """The Lambda handler, the CLI and tests may run one store in successive event loops."""
+    send = Recorder()
+    batches = Batches(send)
+    leave_a_call_in_flight_on_a_closed_loop(batches, send)
 
     async def ask_again() -> list[str]:
         asked = asyncio.create_task(batches.ask(["b"]))
@@ -165,3 +169,27 @@ def test_a_call_left_in_flight_on_a_closed_loop_does_not_block_the_next_loop() -
         return await asked
 
     assert asyncio.run(ask_again()) == ["b"]
+
+
+def test_a_call_of_a_closed_loop_collected_later_leaves_the_new_loops_calls_alone() -> None:
+    """Its coroutine, closed when collected, must not mark the new loop's call as landed: a second call
+    would then go out beside it, unbatched."""
+    send = Recorder()
+    batches = Batches(send)
+    leave_a_call_in_flight_on_a_closed_loop(batches, send)
+
+    async def collect_the_old_call_while_a_new_one_flies() -> list[list[str]]:
+        first = asyncio.create_task(batches.ask(["a"]))
+        await send.sent(2)
+        send.landing[0] = asyncio.Event()  # the old call's last reference: its coroutine is now garbage
+        gc.collect()
+        second = asyncio.create_task(batches.ask(["b"]))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert send.calls[2:] == []  # still batched behind the call in flight
+        send.landing[1].set()
+        await send.sent(3)
+        send.landing[2].set()
+        return [await first, await second]
+
+    assert asyncio.run(collect_the_old_call_while_a_new_one_flies()) == [["a"], ["b"]]

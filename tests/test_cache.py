@@ -217,10 +217,11 @@ async def test_a_flush_drops_the_cache(pair: Pair) -> None:
     assert await pair.cached.features(Context()) == []
 
 
-async def test_a_revision_that_is_not_an_integer_validates_nothing(pair: Pair) -> None:
+@pytest.mark.parametrize("written", ["not a number", "--5", "+5", "5 ", "\u0665"])
+async def test_a_revision_that_is_not_an_integer_validates_nothing(pair: Pair, written: str) -> None:
     await pair.write(("SADD", "global:positive", "a"))
     assert await pair.cached.features(Context()) == ["a"]
-    await pair.write(("SET", "revision", "not a number"), ("SADD", "global:positive", "b"), bump=False)
+    await pair.write(("SET", "revision", written), ("SADD", "global:positive", "b"), bump=False)
     assert await pair.cached.features(Context()) == ["a", "b"]
     await pair.write(("SADD", "global:positive", "c"), bump=False)
     assert await pair.cached.features(Context()) == ["a", "b", "c"]

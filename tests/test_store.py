@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.client import NEVER_DECODE
 
 from flipper.model import Context
 from flipper.settings import Settings
@@ -161,6 +163,23 @@ async def test_a_member_that_is_not_utf8_is_left_out_with_a_warning(
     await store.client.srem("global:positive", b"\xff\xfe")
     await store.client.sadd("global:positive", "d")
     assert await store.features(caller) == ["a", "b", "d"]  # the connection still answers, decoded
+
+
+async def test_the_undecoded_read_works_on_a_redis_that_lost_its_scripts_meanwhile(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read again opens a new connection (the decoding error closed the old one): a Redis restarted or
+    failed over in between has no scripts, which must not make it a 500."""
+    await store.client.sadd("global:positive", "a", b"\xff")
+    execute = store.client.execute_command
+
+    async def scripts_lost_first(*command: Any, **options: Any) -> Any:
+        if NEVER_DECODE in options:
+            await execute("SCRIPT", "FLUSH")
+        return await execute(*command, **options)
+
+    monkeypatch.setattr(store.client, "execute_command", scripts_lost_first)
+    assert await store.features(Context()) == ["a"]
 
 
 async def test_a_key_name_that_is_not_utf8_is_no_flag_key(store: Store) -> None:

@@ -61,7 +61,7 @@ class Batches(Generic[Read]):
                 failure = exc
                 raise
             finally:
-                self._land(failure)
+                self._land(loop, failure)
         batch = self._next
         if batch is None:
             batch = self._next = _Batch(loop)
@@ -74,9 +74,11 @@ class Batches(Generic[Read]):
                 raise
             return await self._send(list(keys))  # perhaps another's keys failed the shared call: alone now
 
-    def _land(self, failure: Exception | None) -> None:
+    def _land(self, loop: asyncio.AbstractEventLoop, failure: Exception | None) -> None:
         """The call in flight landed: send the batch that gathered meanwhile, if any, or fail it at once with
         the store's being unreachable or hung."""
+        if loop is not self._loop:
+            return  # a call of a closed loop's, ended when collected: the current loop's state is not its own
         batch = self._next
         if batch is None:
             self._flying = False
@@ -84,9 +86,9 @@ class Batches(Generic[Read]):
             self._next, self._flying = None, False
             batch.result.set_exception(failure)
         else:
-            self._task = asyncio.get_running_loop().create_task(self._fly(batch))
+            self._task = loop.create_task(self._fly(loop, batch))
 
-    async def _fly(self, batch: _Batch[Read]) -> None:
+    async def _fly(self, loop: asyncio.AbstractEventLoop, batch: _Batch[Read]) -> None:
         self._next = None  # from here on, arrivals gather into the batch after this one
         failure = None
         try:
@@ -98,7 +100,7 @@ class Batches(Generic[Read]):
             failure = exc
             batch.result.set_exception(exc)
         finally:
-            self._land(failure)
+            self._land(loop, failure)
 
 
 def _retrieve(result: asyncio.Future[object]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from .settings import Settings, SettingsError
 
 logger = logging.getLogger("flipper")
 
+_INTEGER = re.compile(r"-?[0-9]+")  # what INCR keeps a revision as: ASCII digits, one optional minus
 # Rollout hashes hold few distinct values ("5", "25", "100"): each is parsed once, not once per evaluation.
 _thousandths = functools.lru_cache(maxsize=1024)(parse_percentage)
 
@@ -110,7 +112,7 @@ def _contents(key: str, raw: list[str]) -> Contents:
 
 def _revision(raw: str) -> int | None:
     """The store's revision as an integer; None when someone wrote something else there by hand."""
-    return int(raw) if raw.isascii() and raw.lstrip("-").isdigit() else None
+    return int(raw) if _INTEGER.fullmatch(raw) else None
 
 
 def percentages(key: str, flat: list[str]) -> dict[str, int]:
@@ -282,9 +284,10 @@ class Store:
             except UnicodeDecodeError:
                 # A member that is not UTF-8, written around Flipper (redis-cli SADD of raw bytes), must not
                 # take every answer down: read again undecoded and leave that member out (rare: only then).
+                # EVAL, not EVALSHA: the new connection this opens may meet a Redis that lost its scripts.
                 reply = await self.client.execute_command(
-                    "EVALSHA",
-                    self._evaluate.sha,
+                    "EVAL",
+                    self._evaluate.script,
                     len(keys) + 1,
                     self.revision_key,
                     *keys,
