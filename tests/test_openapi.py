@@ -47,6 +47,17 @@ async def test_keys_and_limits_are_documented_and_the_document_is_open(client: h
     assert document["paths"]["/features/{name}"]["get"]["parameters"][0]["schema"]["maxLength"] == 9
 
 
+def test_identifiers_are_documented_without_the_replacement_character() -> None:
+    """The API refuses U+FFFD in every name (docs/http-api.md#names); the document says so."""
+    components = document(Settings(), secured=False)
+    identifier = components["paths"]["/features/{name}"]["get"]["parameters"][0]["schema"]
+    context = components["components"]["schemas"]["OFREPRequest"]["properties"]["context"]["properties"]
+    for schema in (identifier, context["targetingKey"]):
+        jsonschema.validate("beta", schema)
+        with pytest.raises(jsonschema.ValidationError, match="does not match"):
+            jsonschema.validate("be\ufffdta", schema)
+
+
 def test_rollouts_are_documented() -> None:
     schemas = document(Settings(), secured=False)["components"]["schemas"]
     feature = schemas["Feature"]["properties"]

@@ -56,7 +56,14 @@ def _conditional(description: str, schema: str) -> dict[str, Schema]:
 
 def document(settings: Settings, secured: bool) -> Schema:
     """The OpenAPI document for an app built with `settings`; `secured` when it requires API keys."""
-    identifier = {"type": "string", "minLength": 1, "maxLength": settings.max_id_length}
+    # U+FFFD is refused: decoders put it in place of bytes that are not UTF-8 (docs/http-api.md#names).
+    no_replacement_character = "^[^\\uFFFD]*$"
+    identifier = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": settings.max_id_length,
+        "pattern": no_replacement_character,
+    }
     context_parameters = [
         {"name": "version", "in": "query", "schema": identifier, "description": "The caller's version"},
         {
@@ -77,7 +84,12 @@ def document(settings: Settings, secured: bool) -> Schema:
     }
     flipper_errors = _errors("Error", 400, 401, 414, 500, 503)
     ofrep_request = {"required": True, "content": {JSON: {"schema": _ref("OFREPRequest")}}}
-    context_field = {"type": ["string", "null"], "minLength": 1, "maxLength": settings.max_id_length}
+    context_field = {
+        "type": ["string", "null"],
+        "minLength": 1,
+        "maxLength": settings.max_id_length,
+        "pattern": no_replacement_character,
+    }
     paths: Schema = {
         "/": {
             "get": {
