@@ -154,6 +154,10 @@ async def test_a_bad_key_of_one_caller_fails_only_that_caller_among_concurrent_o
     assert [answers[0], *answers[2:]] == [["a"]] * 3
     assert isinstance(answers[1], StoreError)
     assert not isinstance(answers[1], StoreUnavailable)
+    held = len(pair.cache)
+    with pytest.raises(StoreError):
+        await pair.cached.features(callers[1])
+    assert (len(pair.cache), pair.cache.revision) == (held, 1)  # Redis answered: nothing held is dropped
 
 
 async def test_steady_state_sends_the_revision_alone_and_reuses_the_answer(pair: Pair) -> None:

@@ -310,7 +310,9 @@ class Store:
             reply = await self._call(
                 keys, "" if known is None else str(known), "".join("0" if entry is None else "1" for entry in held)
             )
-        except StoreError:
+        # Only when Redis could not answer: an error reply (one caller's flag key holding a string) is that
+        # caller's 500, and clearing on it would let such a caller empty every caller's cache.
+        except StoreUnavailable:
             cache.clear()  # a restart or a failover may lie behind it: never trust what was held
             raise
         raw_revision, *contents = [reply] if isinstance(reply, str) else reply
