@@ -278,22 +278,16 @@ class Store:
 
     async def _call(self, keys: list[str], known: str, held: str) -> str | list[Any]:
         """The script's reply: the revision alone, or the revision and the contents of the keys not `held`."""
+        declared = [self.revision_key, *keys]
         async with self._command():
             try:
-                return await self._evaluate(keys=[self.revision_key, *keys], args=[known, held])
+                return await self._evaluate(keys=declared, args=[known, held])
             except UnicodeDecodeError:
                 # A member that is not UTF-8, written around Flipper (redis-cli SADD of raw bytes), must not
                 # take every answer down: read again undecoded and leave that member out (rare: only then).
                 # EVAL, not EVALSHA: the new connection this opens may meet a Redis that lost its scripts.
                 reply = await self.client.execute_command(
-                    "EVAL",
-                    self._evaluate.script,
-                    len(keys) + 1,
-                    self.revision_key,
-                    *keys,
-                    known,
-                    held,
-                    **{NEVER_DECODE: True},
+                    "EVAL", self._evaluate.script, len(declared), *declared, known, held, **{NEVER_DECODE: True}
                 )
                 return _decoded(keys, reply)
 
