@@ -13,11 +13,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import query
-from .model import NEGATIVE, POSITIVE, parse_percentage
+from .model import NEGATIVE, POSITIVE, ROLLOUT, is_rollout_key, parse_percentage
 from .settings import Settings
 from .store import Store
 
-ROLLOUT = "rollout"
 ENTITY_KINDS = ("version", "group", "user")
 # The file's names for a feature's three kinds of membership, and the key suffix each is held under.
 FIELDS = {"enabled": POSITIVE, "disabled": NEGATIVE, "rollout": ROLLOUT}
@@ -84,7 +83,7 @@ async def read_state(store: Store) -> tuple[int, Memberships]:
     revision, contents = await store.snapshot_keys(keys)
     state: Memberships = {}
     for key, content in zip(keys, contents, strict=True):
-        if key.endswith(":" + ROLLOUT):  # HGETALL's flat field, value list
+        if is_rollout_key(key):  # HGETALL's flat field, value list
             state.update(((key, field), value) for field, value in zip(content[::2], content[1::2], strict=True))
         else:
             state.update(((key, member), "1") for member in content)

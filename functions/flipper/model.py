@@ -74,6 +74,11 @@ def revision_key(prefix: str = "") -> str:
     return f"{prefix}{REVISION}"
 
 
+def is_rollout_key(key: str) -> bool:
+    """Whether `key` is a rollout hash (it ends in `:rollout`), not a set: what the script reads it with."""
+    return key.endswith(f":{ROLLOUT}")
+
+
 def rollout_keys(context: Context, prefix: str = "") -> list[str]:
     """The rollout hashes the context reads: global, version, groups. None without a user, whom no rollout
     takes; and there is no user-level rollout (a user is in or out already)."""

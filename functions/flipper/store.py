@@ -21,7 +21,16 @@ from redis.client import NEVER_DECODE
 
 from .batches import Batches
 from .cache import Cache, Contents, Entry
-from .model import Context, Snapshot, enabled_features, flag_keys, parse_percentage, revision_key, rollout_keys
+from .model import (
+    Context,
+    Snapshot,
+    enabled_features,
+    flag_keys,
+    is_rollout_key,
+    parse_percentage,
+    revision_key,
+    rollout_keys,
+)
 from .settings import Settings, SettingsError
 
 logger = logging.getLogger("flipper")
@@ -79,7 +88,7 @@ def _decoded(keys: list[str], reply: bytes | list[Any]) -> str | list[Any]:
     for key, members in zip(keys, contents, strict=True):
         if members is None:
             decoded.append(None)
-        elif key.endswith(":rollout"):
+        elif is_rollout_key(key):
             pairs = [_utf8(key, (field, value)) for field, value in zip(members[::2], members[1::2], strict=True)]
             decoded.append([text for pair in pairs if pair is not None for text in pair])
         else:
@@ -107,7 +116,7 @@ def _utf8_names(raw: list[bytes]) -> Iterator[str]:
 
 def _contents(key: str, raw: list[str]) -> Contents:
     """A key's contents as the cache holds them: a set's members, or a rollout's thousandths per feature."""
-    return percentages(key, raw) if key.endswith(":rollout") else frozenset(raw)
+    return percentages(key, raw) if is_rollout_key(key) else frozenset(raw)
 
 
 def _revision(raw: str) -> int | None:
