@@ -45,7 +45,7 @@ format: install-develop ## Rewrite files in ruff's style
 	$(BIN)/ruff format .
 
 dev-server: install-develop ## Serve on $HOST:$PORT (127.0.0.1:5000); REDIS_URL, or an embedded store; RELOAD=1 reloads
-	$(BIN)/python -m flipper.devserver --host $(HOST) --port $(PORT) $(if $(RELOAD),--reload)
+	$(BIN)/python -m flipper.serve.devserver --host $(HOST) --port $(PORT) $(if $(RELOAD),--reload)
 
 console: install-develop ## The operator console on 127.0.0.1:8765: REDIS_URL, or FLIPPER_FUNCTION/FLIPPER_STACK; CONSOLE_ARGS=--port 9000
 	$(BIN)/flipper console $(CONSOLE_ARGS)
@@ -91,9 +91,14 @@ build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package a
 	@# The X-Ray SDK for the opt-in tracing, without its botocore: the Lambda runtime has one.
 	$(BUILD_PYTHON) -m pip install --quiet --no-compile --platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 	  --implementation cp --only-binary=:all: --target "$(ARTIFACTS_DIR)" --no-deps aws-xray-sdk wrapt
-	mkdir -p "$(ARTIFACTS_DIR)/flipper/lua"
-	@# Not the function's: the dev server (uvicorn) and the operator's command and console (click, PyYAML, boto3, Jinja2).
-	cp $(filter-out $(addprefix %/,devserver.py devstore.py cli.py flagfile.py backends.py console.py),$(wildcard $(ROOT)functions/flipper/*.py)) "$(ARTIFACTS_DIR)/flipper/"
+	@# The function: flipper/core and flipper/serve, the entry (handler.py), and of flipper/operate only the
+	@# operator event it answers (admin.py). Not the dev server and its store (uvicorn, fakeredis), nor the
+	@# operator's command and console (click, PyYAML, boto3, Jinja2).
+	mkdir -p "$(ARTIFACTS_DIR)/flipper/lua" "$(ARTIFACTS_DIR)/flipper/core" "$(ARTIFACTS_DIR)/flipper/serve" "$(ARTIFACTS_DIR)/flipper/operate"
+	cp $(ROOT)functions/flipper/__init__.py $(ROOT)functions/flipper/handler.py "$(ARTIFACTS_DIR)/flipper/"
+	cp $(filter-out %/devstore.py,$(wildcard $(ROOT)functions/flipper/core/*.py)) "$(ARTIFACTS_DIR)/flipper/core/"
+	cp $(filter-out %/devserver.py,$(wildcard $(ROOT)functions/flipper/serve/*.py)) "$(ARTIFACTS_DIR)/flipper/serve/"
+	cp $(addprefix $(ROOT)functions/flipper/operate/,__init__.py admin.py) "$(ARTIFACTS_DIR)/flipper/operate/"
 	cp $(ROOT)lua/*.lua "$(ARTIFACTS_DIR)/flipper/lua/"
 	@if $(BYTECODE_PYTHON) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(LAMBDA_PYTHON)")' 2>/dev/null; then \
 	  echo "bytecode for Python $(LAMBDA_PYTHON) by $(BYTECODE_PYTHON)"; \

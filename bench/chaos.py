@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 
-from flipper.settings import Settings
+from flipper.core.settings import Settings
 
 from . import loadgen
 from .datasets import LARGE

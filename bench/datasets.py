@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import redis
 
-from flipper.model import (
+from flipper.core.model import (
     Context,
     Snapshot,
     enabled_features,

@@ -18,9 +18,9 @@ from typing import Any
 
 import redis
 
-from flipper.model import Context
-from flipper.settings import Settings
-from flipper.store import Store
+from flipper.core.model import Context
+from flipper.core.settings import Settings
+from flipper.core.store import Store
 
 from .ab import redis_counters
 from .datasets import DATA_SETS

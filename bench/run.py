@@ -34,9 +34,9 @@ from typing import Any
 
 import redis
 
-from flipper.model import revision_key
-from flipper.responses import JSONResponse
-from flipper.store import script_source
+from flipper.core.model import revision_key
+from flipper.core.store import script_source
+from flipper.serve.responses import JSONResponse
 
 from . import loadgen, report, writes
 from .datasets import DATA_SETS, DataSet

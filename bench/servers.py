@@ -100,7 +100,7 @@ class RedisServer:
 
 
 class FlipperServer:
-    """Flipper exactly as `make dev-server` runs it: `python -m flipper.devserver`, with REDIS_URL set."""
+    """Flipper exactly as `make dev-server` runs it: `python -m flipper.serve.devserver`, with REDIS_URL set."""
 
     def __init__(self, redis_url: str, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -113,7 +113,7 @@ class FlipperServer:
 
     def start(self) -> None:
         # sys.executable is .venv/bin/python under make, as in `make dev-server`.
-        command = [sys.executable, "-m", "flipper.devserver", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [sys.executable, "-m", "flipper.serve.devserver", "--host", "127.0.0.1", "--port", str(self.port)]
         self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + _START_TIMEOUT_SECONDS
         while True:

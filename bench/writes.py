@@ -17,10 +17,10 @@ from typing import Any
 
 import redis
 
-from flipper import operations
-from flipper.backends import OPERATOR_COMMAND_TIMEOUT
-from flipper.settings import Settings
-from flipper.store import Store, script_source
+from flipper.core import operations
+from flipper.core.settings import Settings
+from flipper.core.store import Store, script_source
+from flipper.operate.backends import OPERATOR_COMMAND_TIMEOUT
 
 from . import loadgen
 from .datasets import DATA_SETS

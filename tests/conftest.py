@@ -23,9 +23,9 @@ import redis
 import uvicorn
 
 from bench.servers import RedisServer, free_port
-from flipper.app import create_app
-from flipper.settings import Settings
-from flipper.store import Store, cache_from_settings
+from flipper.core.settings import Settings
+from flipper.core.store import Store, cache_from_settings
+from flipper.serve.app import create_app
 from tests.needs import skip_without
 from tests.timeouts import patient
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from flipper.settings import Settings
-from flipper.store import Store
+from flipper.core.settings import Settings
+from flipper.core.store import Store
 
 
 async def test_seed_walkthrough_over_http(client: httpx.AsyncClient, store: Store) -> None:

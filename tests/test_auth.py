@@ -15,10 +15,10 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
 from bench.servers import RedisServer
-from flipper.app import create_app
-from flipper.auth import api_keys
-from flipper.settings import Settings, SettingsError
-from flipper.store import Store
+from flipper.core.settings import Settings, SettingsError
+from flipper.core.store import Store
+from flipper.serve.app import create_app
+from flipper.serve.auth import api_keys
 from tests.test_store import write
 
 KEYED = Settings(api_keys=("key-one", "key-two"))

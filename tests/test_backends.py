@@ -22,7 +22,7 @@ import redis
 from moto import mock_aws
 
 from bench.servers import RedisServer
-from flipper.cli import main
+from flipper.operate.cli import main
 from tests.lambda_events import LambdaContext
 
 FUNCTION = "flipper-FlipperFunction-abc123"
@@ -202,8 +202,8 @@ def _with_invoke(client: Any, service: str, invoke: Any) -> Any:
 def test_the_console_writes_through_the_function_as_the_callers_arn(
     function: list[dict[str, Any]], flags: redis.Redis
 ) -> None:
-    from flipper import console
-    from flipper.backends import FunctionBackend
+    from flipper.operate import console
+    from flipper.operate.backends import FunctionBackend
 
     guard, backend = console.guard_for("127.0.0.1", 8765), FunctionBackend(FUNCTION)
     app = console.create_app(backend, guard, console.describe(backend))

@@ -1,4 +1,4 @@
-"""Concurrent evaluations coalesced into one call (flipper.batches): who is sent when, and with what."""
+"""Concurrent evaluations coalesced into one call (flipper.core.batches): who is sent when, and with what."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from flipper.batches import Batches
+from flipper.core.batches import Batches
 
 
 class Unreachable(Exception):

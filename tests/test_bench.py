@@ -13,8 +13,8 @@ from bench.datasets import DATA_SETS, LARGE, ROLLOUTS
 from bench.run import RESULTS
 from bench.servers import RedisServer
 from bench.stats import percentile, summarize
-from flipper.settings import Settings
-from flipper.store import Store
+from flipper.core.settings import Settings
+from flipper.core.store import Store
 from tests.test_store import reference_bucket
 from tests.timeouts import patient
 
@@ -101,7 +101,7 @@ def test_coldstart_counts_what_flipper_imports_once_with_what_it_imports() -> No
             "import time:      2000 |       2000 |         contextlib",
             "import time:      3000 |       5000 |       redis.client",
             "import time:       500 |       5600 |     redis",
-            "import time:      1000 |       6600 |   flipper.store",
+            "import time:      1000 |       6600 |   flipper.core.store",
             "import time:       400 |        400 |   json",
             "import time:       200 |       7200 | flipper.handler",
         ]

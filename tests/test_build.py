@@ -24,7 +24,7 @@ import pytest
 import redis
 
 from bench.servers import RedisServer
-from flipper.store import script_source
+from flipper.core.store import script_source
 from tests.conftest import ROOT, SAM
 from tests.lambda_events import KINDS, request_event
 
@@ -42,7 +42,9 @@ class Context:
     memory_limit_in_mb = 512
     aws_request_id = "00000000-0000-4000-8000-000000000000"
 
-from flipper import handler, store
+from flipper import handler
+
+from flipper.core import store
 
 responses = [handler.handler(event, Context()) for event in json.load(sys.stdin)]
 files = sorted({module.__file__ for module in list(sys.modules.values()) if getattr(module, "__file__", None)})

@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.servers import RedisServer
-from flipper.app import create_app
-from flipper.cache import Cache
-from flipper.model import Context, flag_keys, rollout_keys
-from flipper.settings import Settings
-from flipper.store import Store, StoreError, StoreUnavailable, client_from_settings
+from flipper.core.cache import Cache
+from flipper.core.model import Context, flag_keys, rollout_keys
+from flipper.core.settings import Settings
+from flipper.core.store import Store, StoreError, StoreUnavailable, client_from_settings
+from flipper.serve.app import create_app
 from tests.test_store import CONTEXTS, ENTITIES, NAMES, PERCENTAGES, expected_by_rule
 from tests.timeouts import IDLE, patient
 
@@ -136,7 +136,7 @@ async def test_cached_answers_equal_uncached_ones_with_writes_interleaved(pair: 
     rounds=st.lists(st.tuples(st.lists(WRITES, max_size=4), st.lists(CONTEXTS, min_size=1, max_size=12)), max_size=6)
 )
 async def test_concurrent_evaluations_coalesced_equal_uncached_ones(pair: Pair, rounds: list[Any]) -> None:
-    """Callers evaluated at once share calls (`flipper.batches`: their keys' union): each answer is still its
+    """Callers evaluated at once share calls (`flipper.core.batches`: their keys' union): each answer is still its
     own caller's, as the uncached store reads it."""
     await pair.uncached.client.flushall()
     pair.cache.clear()
@@ -283,7 +283,7 @@ def test_an_entry_larger_than_the_budget_is_not_held() -> None:
     ("raw", "expected"), [("0", 0.0), ("2.5", 2.5), ("", 0.0), ("-1", None), ("nan", None), ("inf", None), ("x", None)]
 )
 def test_max_age_setting(raw: str, expected: float | None) -> None:
-    from flipper.settings import SettingsError
+    from flipper.core.settings import SettingsError
 
     if expected is None:
         with pytest.raises(SettingsError, match=r"^FLIPPER_CACHE_MAX_AGE="):
@@ -312,9 +312,9 @@ async def test_the_expected_rule_still_holds_through_the_cache(pair: Pair) -> No
 async def test_freshness_no_answer_older_than_the_last_acknowledged_write(redis_server: RedisServer) -> None:
     """A writer changes flags through Flipper's write path (step i enables `v<i>` globally, then clears
     `v<i-1>`), 8 instances (each with its own cache) evaluate in a tight loop, 4 concurrent readers each so
-    that their evaluations are coalesced (`flipper.batches`), 100,000 evaluations in all: no answer may miss
+    that their evaluations are coalesced (`flipper.core.batches`), 100,000 evaluations in all: no answer may miss
     a write acknowledged before the evaluation began."""
-    from flipper import operations
+    from flipper.core import operations
 
     settings = patient(Settings(redis_url=redis_server.url, cache_max_age=MAX_AGE))
     writer = Store.from_settings(patient(Settings(redis_url=redis_server.url)))
@@ -373,7 +373,7 @@ async def test_freshness_no_answer_older_than_the_last_acknowledged_write(redis_
 async def test_every_write_through_flippers_write_path_is_seen_at_once(pair: Pair) -> None:
     """The lead's write path (operations, lua/write.lua) bumps the revision: each change, rollouts and
     clears included, is in the cached store's very next answer."""
-    from flipper import operations
+    from flipper.core import operations
 
     caller = Context(version="v1", groups=("g1",), user="User;1")
 

@@ -17,9 +17,9 @@ from starlette.types import ASGIApp, Message
 
 from bench import chaos
 from bench.servers import RedisServer, free_port
-from flipper.app import create_app
-from flipper.settings import Settings
-from flipper.store import Store
+from flipper.core.settings import Settings
+from flipper.core.store import Store
+from flipper.serve.app import create_app
 
 pytestmark = pytest.mark.chaos
 

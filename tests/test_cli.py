@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from bench.servers import RedisServer, free_port
-from flipper import devstore
-from flipper.cli import main
+from flipper.core import devstore
+from flipper.operate.cli import main
 
 
 @pytest.fixture

@@ -22,11 +22,12 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from bench.servers import RedisServer, free_port
-from flipper import admin, operations
-from flipper.app import create_app
-from flipper.model import Context, flag_keys, rollout_keys
-from flipper.settings import Settings, SettingsError, has_hash_tag
-from flipper.store import Store, StoreUnavailable
+from flipper.core import operations
+from flipper.core.model import Context, flag_keys, rollout_keys
+from flipper.core.settings import Settings, SettingsError, has_hash_tag
+from flipper.core.store import Store, StoreUnavailable
+from flipper.operate import admin
+from flipper.serve.app import create_app
 from tests.conftest import LoadHandler
 from tests.lambda_events import KINDS, LambdaContext, request_event
 from tests.needs import skip_without

@@ -24,7 +24,7 @@ import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from bench.servers import RedisServer
-from flipper.cli import main
+from flipper.operate.cli import main
 from tests.needs import CHROMIUM, skip_without_chromium
 
 ACTOR = "console-tester@host"
@@ -48,7 +48,7 @@ def console(redis_server: RedisServer) -> Iterator[str]:
     """`flipper console` as an operator starts it, on any free port; yields the address it printed."""
     command = ["console", "--redis-url", redis_server.url, "--port", "0", "--actor", ACTOR]
     process = subprocess.Popen(
-        [sys.executable, "-m", "flipper.cli", *command],
+        [sys.executable, "-m", "flipper.operate.cli", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -435,7 +435,7 @@ def test_an_unreachable_store_is_a_fast_503_page_saying_so() -> None:
     closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
     command = ["console", "--redis-url", f"redis://127.0.0.1:{closed.getsockname()[1]}", "--port", "0"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "flipper.cli", *command], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, "-m", "flipper.operate.cli", *command], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     try:
         assert process.stdout is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from flipper.settings import Settings
+from flipper.core.settings import Settings
 
 ORIGIN = "https://app.example"
 CORS = Settings(cors_origins=(ORIGIN,), api_keys=("k",))

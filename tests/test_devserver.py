@@ -16,14 +16,14 @@ import pytest
 import redis
 
 from bench.servers import RedisServer, free_port
-from flipper import devstore
+from flipper.core import devstore
 
 
 class DevServer:
     def __init__(self, env: dict[str, str], *args: str) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flipper.devserver", "--port", str(self.port), *args],
+            [sys.executable, "-m", "flipper.serve.devserver", "--port", str(self.port), *args],
             env=env,
             stderr=subprocess.PIPE,
             text=True,
@@ -96,7 +96,7 @@ def test_with_redis_url_it_uses_that_redis(clean_env: dict[str, str], redis_serv
 
 def test_a_bad_setting_stops_the_start_naming_the_variable(clean_env: dict[str, str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "flipper.devserver", "--port", str(free_port())],
+        [sys.executable, "-m", "flipper.serve.devserver", "--port", str(free_port())],
         env={**clean_env, "FLIPPER_COMMAND_TIMEOUT": "never"},
         capture_output=True,
         text=True,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flipper import devstore
+from flipper.core import devstore
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +49,6 @@ def test_importing_it_pulls_in_neither_uvicorn_nor_fakeredis() -> None:
     import subprocess
     import sys
 
-    code = "import sys, flipper.devstore; print(sorted({'uvicorn', 'fakeredis'} & set(sys.modules)))"
+    code = "import sys, flipper.core.devstore; print(sorted({'uvicorn', 'fakeredis'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from hypothesis import given
 
-from flipper.model import (
+from flipper.core.model import (
     Context,
     Snapshot,
     enabled_features,
@@ -15,8 +15,8 @@ from flipper.model import (
     flag_keys,
     rollout_keys,
 )
-from flipper.settings import Settings
-from flipper.store import Store
+from flipper.core.settings import Settings
+from flipper.core.store import Store
 from tests.test_store import (
     CONTEXTS,
     FLAG_DATA,

@@ -356,9 +356,9 @@ def test_cold_start_leaves_what_evaluations_do_not_need_to_its_first_use(redis_s
     )
     modules = json.loads(result.stdout.splitlines()[-1])  # after the metrics line
     # powertools imports botocore's package alone (<1 ms, to register its user agent), never a session or client.
-    deferred = {"flipper.openapi", "boto3", "botocore.session", "botocore.client", "aws_xray_sdk"}
+    deferred = {"flipper.serve.openapi", "boto3", "botocore.session", "botocore.client", "aws_xray_sdk"}
     assert deferred & set(modules["cold"]) == set()
-    assert "flipper.openapi" in modules["after"]
+    assert "flipper.serve.openapi" in modules["after"]
 
 
 LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024  # bytes of a synchronous invocation's response, envelope included

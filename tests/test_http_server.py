@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from flipper.settings import Settings
+from flipper.core.settings import Settings
 
 BULK = "/ofrep/v1/evaluate/flags"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flipper.model import Context, Snapshot, enabled_features, flag_keys
+from flipper.core.model import Context, Snapshot, enabled_features, flag_keys
 
 
 def test_global_only_context_reads_the_two_global_keys() -> None:

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from bench.servers import RedisServer
-from flipper.app import create_app
-from flipper.settings import Settings
-from flipper.store import Store
+from flipper.core.settings import Settings
+from flipper.core.store import Store
+from flipper.serve.app import create_app
 from tests.test_store import write
 
 SINGLE = "/ofrep/v1/evaluate/flags/"

@@ -19,10 +19,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from bench.servers import RedisServer
-from flipper.app import create_app
-from flipper.openapi import document
-from flipper.settings import Settings
-from flipper.store import Store
+from flipper.core.settings import Settings
+from flipper.core.store import Store
+from flipper.serve.app import create_app
+from flipper.serve.openapi import document
 
 
 @pytest.fixture

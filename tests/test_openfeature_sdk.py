@@ -14,7 +14,7 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
 from bench.servers import RedisServer
-from flipper.settings import Settings
+from flipper.core.settings import Settings
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ import redis
 import redis.asyncio
 
 from bench.servers import RedisServer
-from flipper import flags, operations
-from flipper.flags import FlagError
-from flipper.model import Context
-from flipper.settings import Settings
-from flipper.store import Store, StoreError
-from flipper.writes import Refused
+from flipper.core import memberships, operations
+from flipper.core.memberships import FlagError
+from flipper.core.model import Context
+from flipper.core.settings import Settings
+from flipper.core.store import Store, StoreError
+from flipper.core.writes import Refused
 from tests.timeouts import patient
 
 ACTOR = "tester@host"
@@ -595,14 +595,14 @@ async def test_delete_is_refused_when_the_flags_change_between_its_read_and_its_
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await change(store, "enable", "a", "global")
-    read_state = flags.read_state
+    read_state = memberships.read_state
 
     async def read_then_someone_writes(store: Store) -> Any:
         state = await read_state(store)
         await change(store, "enable", "a", "group:new")  # a key the delete did not read
         return state
 
-    monkeypatch.setattr(flags, "read_state", read_then_someone_writes)
+    monkeypatch.setattr(memberships, "read_state", read_then_someone_writes)
     with pytest.raises(Refused):
         await run(store, "delete", feature="a", actor=ACTOR)
     assert await store.client.smembers("global:positive") == {"a"}

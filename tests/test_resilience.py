@@ -13,9 +13,9 @@ import pytest
 import redis
 
 from bench.servers import RedisServer
-from flipper.app import create_app
-from flipper.settings import Settings
-from flipper.store import Store
+from flipper.core.settings import Settings
+from flipper.core.store import Store
+from flipper.serve.app import create_app
 from tests.timeouts import IDLE
 
 # "About a second": the defaults (0.25 s connect, 0.5 s command timeout) must answer well within it.

@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flipper.responses import JSONResponse, features_body
+from flipper.serve.responses import JSONResponse, features_body
 
 
 def seed_format(features: list[str]) -> bytes:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flipper.model import Context, Snapshot, bucket, enabled_features, parse_percentage
-from flipper.store import Store
+from flipper.core.model import Context, Snapshot, bucket, enabled_features, parse_percentage
+from flipper.core.store import Store
 from tests.test_store import reference_bucket, reference_crc32, write
 
 

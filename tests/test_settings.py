@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from flipper.settings import Settings, SettingsError
+from flipper.core.settings import Settings, SettingsError
 
 
 def test_defaults_from_an_empty_environment() -> None:

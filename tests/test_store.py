@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.client import NEVER_DECODE
 
-from flipper.model import Context
-from flipper.settings import Settings
-from flipper.store import Store
+from flipper.core.model import Context
+from flipper.core.settings import Settings
+from flipper.core.store import Store
 
 Flags = dict[str, set[str]]
 # Rollout hashes: key -> feature -> (the value written, the thousandths it must count as).

@@ -17,9 +17,9 @@ import pytest
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
-from flipper.app import create_app
-from flipper.settings import Settings, has_hash_tag
-from flipper.store import Store
+from flipper.core.settings import Settings, has_hash_tag
+from flipper.core.store import Store
+from flipper.serve.app import create_app
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 

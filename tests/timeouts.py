@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from flipper.settings import Settings
+from flipper.core.settings import Settings
 
 # Production fails fast (a 0.25 s connect, a 0.5 s command: a Lambda must answer 503 quickly). On a busy
 # two-core CI runner one event-loop stall can outlast those on loopback and fail a test about something

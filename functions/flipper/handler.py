@@ -15,11 +15,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
-from . import admin
-from .app import create_app
-from .observability import MeteredStore, logger, metrics, traced
-from .settings import Settings
-from .snapstart import register_hooks
+from flipper.core.settings import Settings
+from flipper.operate import admin
+from flipper.serve.app import create_app
+from flipper.serve.observability import MeteredStore, logger, metrics, traced
+from flipper.serve.snapstart import register_hooks
 
 settings = Settings.from_environ()
 store = MeteredStore.from_settings(settings)
@@ -36,7 +36,7 @@ register_hooks(store, loop, settings.connect_timeout)  # SnapStart: closed befor
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Serve one API Gateway or Function URL event, or run an operator's admin command (see flipper.admin)."""
+    """Serve one API Gateway or Function URL event, or run an operator's admin command (see flipper.operate.admin)."""
     asyncio.set_event_loop(loop)  # Mangum runs the app on the current loop: make it ours, every time
     if admin.is_admin_event(event):
         return loop.run_until_complete(admin.run(store, settings, event))

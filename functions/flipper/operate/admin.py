@@ -2,7 +2,7 @@
 
 `flipper --function NAME ...` invokes the function directly (IAM's lambda:InvokeFunction is the permission)
 with `{"flipper_admin": {"operation": "enable", "arguments": {...}}}`; the function runs the same
-`flipper.operations` a direct `--redis-url` run does, so every write goes through the audited write path.
+`flipper.core.operations` a direct `--redis-url` run does, so every write goes through the audited write path.
 API Gateway cannot send such an event: it always wraps an HTTP request in its own envelope.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import operations
-from .flags import FlagError
-from .settings import Settings
-from .store import Store, StoreError
-from .writes import Refused
+from flipper.core import operations
+from flipper.core.memberships import FlagError
+from flipper.core.settings import Settings
+from flipper.core.store import Store, StoreError
+from flipper.core.writes import Refused
 
 EVENT_KEY = "flipper_admin"
 logger = logging.getLogger("flipper")

@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ._utils import route_path
-from .secretsmanager import fetch_secret
-from .settings import Settings, SettingsError, parse_api_keys
+from flipper.core.secretsmanager import fetch_secret
+from flipper.core.settings import Settings, SettingsError, parse_api_keys
+from flipper.serve._utils import route_path
 
 OPEN_PATHS = frozenset({"/health", "/openapi.json"})  # load balancers and documentation need no key
 

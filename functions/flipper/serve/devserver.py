@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import uvicorn
 from starlette.applications import Starlette
 
-from . import devstore
-from .app import create_app
-from .settings import Settings, SettingsError, without_password
-from .store import Store
+from flipper.core import devstore
+from flipper.core.settings import Settings, SettingsError, without_password
+from flipper.core.store import Store
+from flipper.serve.app import create_app
 
 logger = logging.getLogger("flipper")
 
@@ -61,7 +61,7 @@ def create() -> Starlette:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="flipper.devserver", description=__doc__)
+    parser = argparse.ArgumentParser(prog="flipper.serve.devserver", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--reload", action="store_true", help="restart when the code changes")
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         uvicorn.run(
-            "flipper.devserver:create",
+            "flipper.serve.devserver:create",
             factory=True,
             host=args.host,
             port=args.port,

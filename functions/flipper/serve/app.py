@@ -16,16 +16,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import ofrep
-from ._utils import route_path
-from .auth import APIKeyMiddleware, api_keys
-from .caching import conditional, etag
-from .cors import JSONCORSMiddleware
-from .model import Context, Snapshot, enabled_features, evaluate_all, evaluate_feature
-from .query import parse_context, parse_feature_query, path_name
-from .responses import JSONResponse, error_response, features_body
-from .settings import Settings
-from .store import Store, StoreError, StoreUnavailable
+from flipper.core.model import Context, Snapshot, enabled_features, evaluate_all, evaluate_feature
+from flipper.core.settings import Settings
+from flipper.core.store import Store, StoreError, StoreUnavailable
+from flipper.serve import ofrep
+from flipper.serve._utils import route_path
+from flipper.serve.auth import APIKeyMiddleware, api_keys
+from flipper.serve.cors import JSONCORSMiddleware
+from flipper.serve.etags import conditional, etag
+from flipper.serve.query import parse_context, parse_feature_query, path_name
+from flipper.serve.responses import JSONResponse, error_response, features_body
 
 logger = logging.getLogger("flipper")
 
@@ -124,7 +124,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
     @functools.cache
     def api_document() -> bytes:
         """Built on the first request for it, not at a cold start, which no evaluation should wait for."""
-        from . import openapi
+        from flipper.serve import openapi
 
         return JSONResponse(openapi.document(settings, secured=bool(keys))).body
 

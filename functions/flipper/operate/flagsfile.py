@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .flags import FlagError
+from flipper.core.memberships import FlagError
 
 HEADER = (
     "# Flipper flags: the full desired state of every feature below (docs/operate.md).\n"

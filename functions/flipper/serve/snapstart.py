@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from .store import Store
+from flipper.core.store import Store
 
 
 def register_hooks(store: Store, loop: asyncio.AbstractEventLoop, warm_seconds: float) -> bool:

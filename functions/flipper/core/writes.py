@@ -13,8 +13,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from .flags import Change, FlagError
-from .store import Store
+from flipper.core.memberships import Change, FlagError
+from flipper.core.store import Store
 
 logger = logging.getLogger("flipper")
 _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")

@@ -32,13 +32,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import flagfile, flags, operations
-from .backends import Backend, FunctionBackend, FunctionError, RedisBackend
-from .cli import _change_text
-from .flags import FlagError
-from .settings import Settings, without_password
-from .store import StoreError, StoreUnavailable
-from .writes import Refused
+from flipper.core import memberships, operations
+from flipper.core.memberships import FlagError
+from flipper.core.settings import Settings, without_password
+from flipper.core.store import StoreError, StoreUnavailable
+from flipper.core.writes import Refused
+from flipper.operate import flagsfile
+from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend
+from flipper.operate.text import change_text
 
 HERE = Path(__file__).parent
 HISTORY_LIMIT = 20
@@ -172,7 +173,7 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.templates.filters["describe"] = _change_text
+        self.templates.filters["describe"] = change_text
         self.templates.filters["sign"] = _sign
 
     # Reads
@@ -187,7 +188,7 @@ class Console:
         except CONSOLE_ERRORS as exc:
             return PlainTextResponse(f"{_failure(exc)[1]}\n", status_code=_failure(exc)[0])
         return Response(
-            flagfile.dumps(state["flags"]),
+            flagsfile.dumps(state["flags"]),
             media_type="application/yaml",
             headers={"content-disposition": f'attachment; filename="flags-r{state["revision"]}.yaml"'},
         )
@@ -239,7 +240,7 @@ class Console:
             "features": list(features),
             "rows": rows,
             "entities": sorted(
-                {e for entry in features.values() for e in _entities(entry, "")}, key=flags.entity_sort_key
+                {e for entry in features.values() for e in _entities(entry, "")}, key=memberships.entity_sort_key
             ),
             "history": history["entries"],
             "evaluated": evaluated,
@@ -251,8 +252,8 @@ class Console:
         form = await self.form(request)
         view, operation = View.of(_back(form)), _field(form, "operation")
         try:
-            feature = flags.check_name("feature name", _field(form, "feature"), _settings(self.backend))
-            where = flags.parse_entity(_field(form, "entity"), _settings(self.backend))
+            feature = memberships.check_name("feature name", _field(form, "feature"), _settings(self.backend))
+            where = memberships.parse_entity(_field(form, "entity"), _settings(self.backend))
             percentage = _field(form, "percentage") if operation == "rollout" else None
             wanted = operations.change_memberships(operation, feature, where, percentage)
             state = await self.current(form)
@@ -261,7 +262,7 @@ class Console:
         changes = _changes(state, wanted)
         fields = {"operation": operation, "feature": feature, "entity": where}
         if percentage is not None:
-            fields["percentage"] = flags.percentage(percentage)
+            fields["percentage"] = memberships.percentage(percentage)
         title = f"{_VERBS[operation]} {feature} for {where}" + (f" at {fields['percentage']}%" if percentage else "")
         return await self.confirm(view, state["revision"], Dialog(title, "/change", fields, changes))
 
@@ -306,7 +307,7 @@ class Console:
             source = upload.filename
             await self.current(form)
             planned = await self.backend.call(
-                "plan", {"flags_file": flagfile.loads(text, source), "prune": _field(form, "prune") == "1"}
+                "plan", {"flags_file": flagsfile.loads(text, source), "prune": _field(form, "prune") == "1"}
             )
         except CONSOLE_ERRORS as exc:
             return await self.failed(view, form, exc)
@@ -318,7 +319,7 @@ class Console:
         form = await self.form(request)
         source = _field(form, "source")
         try:
-            document = flagfile.loads(_field(form, "flags_text"), source)
+            document = flagsfile.loads(_field(form, "flags_text"), source)
         except FlagError as exc:
             return await self.failed(View.of(_back(form)), form, exc)
         result = await self.write(form, "apply", {"flags_file": document, "prune": _field(form, "prune") == "1"})
@@ -451,7 +452,7 @@ def _entities(entry: Mapping[str, Any], match: str) -> dict[str, dict[str, Any]]
         states.setdefault(where, {"enabled": False, "disabled": False, "rollout": None})["rollout"] = value
     return {
         where: states[where]
-        for where in sorted(states, key=flags.entity_sort_key)
+        for where in sorted(states, key=memberships.entity_sort_key)
         if match.casefold() in where.casefold()
     }
 
@@ -459,10 +460,10 @@ def _entities(entry: Mapping[str, Any], match: str) -> dict[str, dict[str, Any]]
 def _changes(state: dict[str, Any], wanted: list[tuple[str, str, str]]) -> list[list[str]]:
     """The memberships that setting `wanted` (`(key, feature, value)`, "" removes) changes in the exported
     `state`: exactly what the write will report, in the plan's order."""
-    current = flags.memberships_of(state["flags"]["features"])
+    current = memberships.memberships_of(state["flags"]["features"])
     desired = {**current, **{(key, feature): value for key, feature, value in wanted}}
     desired = {membership: value for membership, value in desired.items() if value}
-    return [list(change) for change in flags.plan(current, desired, {feature for _, feature, _ in wanted})]
+    return [list(change) for change in memberships.plan(current, desired, {feature for _, feature, _ in wanted})]
 
 
 def _sign(change: list[str]) -> str:

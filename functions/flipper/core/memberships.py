@@ -12,10 +12,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import query
-from .model import NEGATIVE, POSITIVE, ROLLOUT, is_rollout_key, parse_percentage
-from .settings import Settings
-from .store import Store
+from flipper.core import names
+from flipper.core.model import NEGATIVE, POSITIVE, ROLLOUT, is_rollout_key, parse_percentage
+from flipper.core.settings import Settings
+from flipper.core.store import Store
 
 ENTITY_KINDS = ("version", "group", "user")
 # The file's names for a feature's three kinds of membership, and the key suffix each is held under.
@@ -36,9 +36,9 @@ def check_name(what: str, value: object, settings: Settings) -> str:
     if not isinstance(value, str):
         raise FlagError(f"{what} must be a string, not {type(value).__name__}")
     try:
-        return query.check_name(what, value, settings)
-    except query.InvalidName as exc:
-        raise FlagError(exc.detail) from None
+        return names.check_name(what, value, settings)
+    except names.InvalidName as exc:
+        raise FlagError(str(exc)) from None
 
 
 def entity(kind: str, name: str | None, settings: Settings) -> str:

@@ -19,9 +19,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.client import NEVER_DECODE
 
-from .batches import Batches
-from .cache import Cache, Contents, Entry
-from .model import (
+from flipper.core.batches import Batches
+from flipper.core.cache import Cache, Contents, Entry
+from flipper.core.model import (
     Context,
     Snapshot,
     enabled_features,
@@ -31,7 +31,7 @@ from .model import (
     revision_key,
     rollout_keys,
 )
-from .settings import Settings, SettingsError
+from flipper.core.settings import Settings, SettingsError
 
 logger = logging.getLogger("flipper")
 
@@ -155,9 +155,10 @@ class _RedisCluster(RedisCluster):
 
 
 def script_source(name: str = "evaluate.lua") -> str:
-    """A Lua script: packaged beside this module in a build, else the repository's `lua/`."""
-    packaged = Path(__file__).with_name("lua") / name
-    path = packaged if packaged.exists() else Path(__file__).resolve().parents[2] / "lua" / name
+    """A Lua script: packaged in the `flipper` package in a build (`flipper/lua/`), else the repository's `lua/`."""
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "lua" / name
+    path = packaged if packaged.exists() else package.parents[1] / "lua" / name
     return path.read_text(encoding="utf-8")
 
 
@@ -173,7 +174,9 @@ def client_from_settings(settings: Settings) -> redis.asyncio.Redis | RedisClust
         raise SettingsError("REDIS_URL is not set")
     options: dict[str, Any] = {}
     if settings.redis_password_secret_arn is not None:
-        from .secretsmanager import fetch_secret  # boto3 is heavy: imported only when a secret is configured
+        from flipper.core.secretsmanager import (
+            fetch_secret,  # boto3 is heavy: imported only when a secret is configured
+        )
 
         options["password"] = fetch_secret(settings.redis_password_secret_arn)
     client_class = _RedisCluster if settings.redis_cluster else redis.asyncio.Redis

@@ -10,14 +10,11 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.exceptions import HTTPException
-
-from . import flags, writes
-from .flags import FlagError, check_name
-from .model import Context, evaluate_feature
-from .query import group_set
-from .settings import Settings
-from .store import Store
+from flipper.core import memberships, names, writes
+from flipper.core.memberships import FlagError, check_name
+from flipper.core.model import Context, evaluate_feature
+from flipper.core.settings import Settings
+from flipper.core.store import Store
 
 Operation = Callable[..., Awaitable[dict[str, Any]]]
 OPERATIONS: dict[str, Operation] = {}
@@ -48,9 +45,9 @@ def _context(settings: Settings, version: object, groups: object, user: object) 
     if not isinstance(groups, list):  # a string would read as its characters, each a group
         raise FlagError("groups must be a list of group names")
     try:
-        unique = group_set([check_name("group name", group, settings) for group in groups], settings)
-    except HTTPException as exc:
-        raise FlagError(exc.detail) from None
+        unique = names.group_set([check_name("group name", group, settings) for group in groups], settings)
+    except names.InvalidName as exc:
+        raise FlagError(str(exc)) from None
     return Context(
         version=None if version is None else check_name("version", version, settings),
         groups=unique,
@@ -69,8 +66,11 @@ def _audit(actor: object, operation: str, message: object, **fields: str) -> dic
 @_operation
 async def export(store: Store, settings: Settings) -> dict[str, Any]:
     """The whole flag state, as a flags file holds it, and the revision it was read at."""
-    revision, state = await flags.read_state(store)
-    return {"revision": revision, "flags": {"flipper": flags.FILE_FORMAT, "features": flags.features_of(state)}}
+    revision, state = await memberships.read_state(store)
+    return {
+        "revision": revision,
+        "flags": {"flipper": memberships.FILE_FORMAT, "features": memberships.features_of(state)},
+    }
 
 
 @_operation
@@ -116,7 +116,7 @@ async def change(
     removes it). With `revision`, refused (Refused) unless the flags are still at that revision.
     """
     name = _removable(feature) if operation == "clear" else check_name("feature name", feature, settings)
-    where = flags.parse_entity(entity, settings)
+    where = memberships.parse_entity(entity, settings)
     return await _write(
         store,
         settings,
@@ -133,16 +133,16 @@ def change_memberships(
     if operation not in CHANGES:
         raise FlagError(f"unknown change {operation!r}; expected one of {', '.join(CHANGES)}")
     if operation == "rollout":
-        wanted = {flags.ROLLOUT: _rollout(where, percentage)}
+        wanted = {memberships.ROLLOUT: _rollout(where, percentage)}
     else:
         wanted = {
-            flags.POSITIVE: "1" if operation == "enable" else "",
-            flags.NEGATIVE: "1" if operation == "disable" else "",
+            memberships.POSITIVE: "1" if operation == "enable" else "",
+            memberships.NEGATIVE: "1" if operation == "disable" else "",
         }
         if operation == "clear":
-            wanted[flags.ROLLOUT] = ""
+            wanted[memberships.ROLLOUT] = ""
     if where.startswith("user:"):
-        wanted.pop(flags.ROLLOUT, None)  # users have no rollout hash
+        wanted.pop(memberships.ROLLOUT, None)  # users have no rollout hash
     return [(f"{where}:{kind}", feature, value) for kind, value in wanted.items()]
 
 
@@ -176,7 +176,7 @@ def _rollout(where: str, percentage: object) -> str:
         raise FlagError("a user has no rollout: enable or disable the feature for them instead")
     if percentage is None:
         raise FlagError("rollout needs a percentage")
-    value = flags.percentage(percentage)
+    value = memberships.percentage(percentage)
     return "" if value == "0" else value
 
 
@@ -187,7 +187,7 @@ async def delete(
     """The feature out of every set and rollout of every entity; with `revision`, only if still at it."""
     name = _removable(feature)
     expected = _revision(revision)
-    read_at, state = await flags.read_state(store)
+    read_at, state = await memberships.read_state(store)
     wanted = [(key, member, "") for key, member in state if member == name]
     # At the revision read, at the latest: a change landing meanwhile (at a key not read) would survive.
     return await _write(
@@ -227,11 +227,13 @@ async def apply(
     return await _write(store, settings, wanted, audit, expected_revision=revision)
 
 
-async def _plan(store: Store, settings: Settings, flags_file: object, prune: object) -> tuple[int, list[flags.Change]]:
-    features = flags.check_flags(flags_file, settings)
-    revision, current = await flags.read_state(store)
+async def _plan(
+    store: Store, settings: Settings, flags_file: object, prune: object
+) -> tuple[int, list[memberships.Change]]:
+    features = memberships.check_flags(flags_file, settings)
+    revision, current = await memberships.read_state(store)
     named = {feature for _, feature in current} if _flag("prune", prune) else set(features)
-    return revision, flags.plan(current, flags.memberships_of(features), named | set(features))
+    return revision, memberships.plan(current, memberships.memberships_of(features), named | set(features))
 
 
 @_operation

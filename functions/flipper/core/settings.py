@@ -43,7 +43,7 @@ class Settings:
     api_keys_secret_arn: str | None = None
     redis_cluster: bool = False
     redis_password_secret_arn: str | None = None
-    # The instance's revision-validated cache (flipper.cache): 0 turns it off, so that a raw redis-cli write
+    # The instance's revision-validated cache (flipper.core.cache): 0 turns it off, so that a raw redis-cli write
     # is seen at once (make dev-server); template.yaml sets a production value.
     cache_max_age: float = 0.0
     cache_max_bytes: int = 16 * 1024 * 1024

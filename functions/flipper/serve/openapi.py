@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import BUCKETS, DEFAULT, SPLIT, STATIC, TARGETING_MATCH
-from .ofrep import GENERAL, INVALID_CONTEXT, PARSE_ERROR
-from .settings import Settings
+from flipper.core.model import BUCKETS, DEFAULT, SPLIT, STATIC, TARGETING_MATCH
+from flipper.core.settings import Settings
+from flipper.serve.ofrep import GENERAL, INVALID_CONTEXT, PARSE_ERROR
 
 JSON = "application/json"
 Schema = dict[str, Any]

@@ -1,6 +1,6 @@
 """Where an operator's commands run: on Redis directly, or inside the deployed function.
 
-Both run `flipper.operations` by name with JSON arguments, so the CLI and the console behave the same on
+Both run `flipper.core.operations` by name with JSON arguments, so the CLI and the console behave the same on
 either path. Directly, the actor is the OS user and host (or `--actor`); through the function, it is
 the caller's ARN from STS (CloudTrail keeps the authoritative record of each invoke).
 """
@@ -16,12 +16,12 @@ import socket
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from . import operations
-from .admin import EVENT_KEY
-from .flags import FlagError
-from .settings import Settings
-from .store import Store
-from .writes import Refused
+from flipper.core import operations
+from flipper.core.memberships import FlagError
+from flipper.core.settings import Settings
+from flipper.core.store import Store
+from flipper.core.writes import Refused
+from flipper.operate.admin import EVENT_KEY
 
 
 class Backend(Protocol):

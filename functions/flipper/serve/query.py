@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from urllib.parse import unquote_to_bytes
 
 from starlette.exceptions import HTTPException
 
-from .model import Context
-from .settings import Settings
+from flipper.core import names
+from flipper.core.model import Context
+from flipper.core.settings import Settings
 
 _SINGLE = ("version", "user")
 _KNOWN = ("version", "group", "user")
@@ -60,11 +62,9 @@ def _parse(query_string: bytes, settings: Settings, extra: tuple[str, ...]) -> t
 
 
 def group_set(groups: list[str], settings: Settings) -> tuple[str, ...]:
-    """The caller's groups, each once, in the order given; refused when more than `max_groups`."""
-    unique = tuple(dict.fromkeys(groups))
-    if len(unique) > settings.max_groups:
-        raise HTTPException(400, f"{len(unique)} groups given; the limit is {settings.max_groups}")
-    return unique
+    """The caller's groups, each once, in the order given (`names.group_set`); a 400 when too many."""
+    with _bad_request():
+        return names.group_set(groups, settings)
 
 
 def path_name(name: str, what: str, settings: Settings, raw_path: bytes | None) -> str:
@@ -94,32 +94,15 @@ def _decode(raw: bytes, what: str) -> str:
         raise HTTPException(400, f"{what} is not valid UTF-8") from None
 
 
-class InvalidName(HTTPException):
-    """A name `check_name` refuses: a 400 on the read path; on a write path, its `detail` says why."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(400, message)
+@contextlib.contextmanager
+def _bad_request() -> Iterator[None]:
+    try:
+        yield
+    except names.InvalidName as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 def check_name(what: str, value: str, settings: Settings) -> str:
-    """`value`, if it may name a flag, a version, a group or a user; else InvalidName naming the problem.
-
-    Refused: empty; over `max_id_length` characters; holding U+FFFD, which servers and decoders put in
-    place of invalid bytes, so two different raw names could read as one; not encodable as UTF-8 (a lone
-    surrogate, which JSON's `\\ud800` can carry, could not be sent to Redis). The read path and the
-    write path both check names with it, so that whatever can be written can be read.
-    """
-    if not value:
-        raise InvalidName(f"{what} is empty")
-    if len(value) > settings.max_id_length:
-        raise InvalidName(f"{what} is {len(value)} characters long; the limit is {settings.max_id_length}")
-    if not value.isascii():
-        if "\ufffd" in value:
-            raise InvalidName(
-                f"{what} contains U+FFFD, the character that stands in for invalid UTF-8; names may not hold it"
-            )
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidName(f"{what} is not valid UTF-8 (it holds a lone surrogate)") from None
-    return value
+    """`value`, if `names.check_name` accepts it; else a 400 naming the problem."""
+    with _bad_request():
+        return names.check_name(what, value, settings)

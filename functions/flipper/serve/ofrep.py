@@ -14,11 +14,11 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from ._utils import route_path
-from .model import Context, Evaluation
-from .query import check_name, group_set, path_name
-from .responses import JSONResponse
-from .settings import Settings
+from flipper.core.model import Context, Evaluation
+from flipper.core.settings import Settings
+from flipper.serve._utils import route_path
+from flipper.serve.query import check_name, group_set, path_name
+from flipper.serve.responses import JSONResponse
 
 PATH_PREFIX = "/ofrep/"
 

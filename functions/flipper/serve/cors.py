@@ -6,7 +6,7 @@ from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
-from .responses import error_response
+from flipper.serve.responses import error_response
 
 
 class JSONCORSMiddleware(CORSMiddleware):

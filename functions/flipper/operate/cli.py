@@ -1,6 +1,6 @@
 """`flipper`: operate the flags from a terminal, directly on Redis or through the deployed function.
 
-Every change goes through the audited write path (flipper.writes). Exit codes: 0 done, 1 error (one
+Every change goes through the audited write path (flipper.core.writes). Exit codes: 0 done, 1 error (one
 line on stderr), 2 `apply --dry-run` found changes pending. `--json` prints machine-readable output.
 """
 
@@ -18,11 +18,13 @@ from typing import Any, TypeVar
 
 import click
 
-from . import devstore, flagfile
-from .backends import Backend, FunctionBackend, FunctionError, RedisBackend
-from .flags import ENTITY_KINDS, FlagError, check_flags, entity
-from .settings import Settings, SettingsError
-from .store import StoreError, StoreUnavailable
+from flipper.core import devstore
+from flipper.core.memberships import ENTITY_KINDS, FlagError, check_flags, entity
+from flipper.core.settings import Settings, SettingsError
+from flipper.core.store import StoreError, StoreUnavailable
+from flipper.operate import flagsfile
+from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend
+from flipper.operate.text import change_text, shown
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,7 +89,7 @@ class Target:
                 await backend.aclose()
 
     def echo(self, data: Any, text: str) -> None:
-        click.echo(json.dumps(data, ensure_ascii=False, indent=2) if self.as_json else _shown(text, keep="\n"))
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2) if self.as_json else shown(text, keep="\n"))
 
 
 _WRITES = {"change", "delete", "apply", "undo"}
@@ -293,7 +295,7 @@ def export(target: Target, output: Path | None) -> None:
     text = (
         json.dumps(result["flags"], ensure_ascii=False, indent=2) + "\n"
         if target.as_json
-        else flagfile.dumps(result["flags"])
+        else flagsfile.dumps(result["flags"])
     )
     if output is None:
         click.echo(text, nl=False)
@@ -320,7 +322,7 @@ def apply(ctx: click.Context, target: Target, file: str, dry_run: bool, prune: b
     """
     with _failures():
         with click.open_file(file, encoding="utf-8") as stream:
-            document = flagfile.loads(stream.read(), file)
+            document = flagsfile.loads(stream.read(), file)
         # Checked here too, as the function would: JSON would quietly make a YAML key such as `on` (true) "true".
         check_flags(document, Settings.from_environ())
     planned = target.run("plan", flags_file=document, prune=prune)
@@ -373,17 +375,8 @@ def undo(target: Target, entry: str, force: bool, message: str | None) -> None:
 
 
 def _summary(changes: list[list[str]]) -> str:
-    shown = "; ".join(_change_text(change) for change in changes[:3])
+    shown = "; ".join(change_text(change) for change in changes[:3])
     return shown + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
-
-
-def _change_text(change: list[str]) -> str:
-    key, feature, before, after = change
-    where, _, kind = key.rpartition(":")
-    if kind == "rollout":
-        return f"{feature} rollout at {where}: {before or '-'} → {after or '-'}"
-    word = "enabled" if kind == "positive" else "disabled"
-    return f"{feature} {word} at {where}" if after else f"{feature} no longer {word} at {where}"
 
 
 def _plan_text(changes: list[list[str]], revision: int) -> str:
@@ -393,21 +386,13 @@ def _plan_text(changes: list[list[str]], revision: int) -> str:
     for change in changes:
         before, after = change[2], change[3]
         sign, colour = ("~", "yellow") if before and after else ("+", "green") if after else ("-", "red")
-        lines.append(click.style(f"  {sign} {_shown(_change_text(change))}", fg=colour))
+        lines.append(click.style(f"  {sign} {shown(change_text(change))}", fg=colour))
     return "\n".join(lines)
-
-
-def _shown(text: str, keep: str = "") -> str:
-    """`text` with what a terminal would act on (escape sequences, carriage returns, line breaks but those in
-    `keep`) written as escapes: a flag name is anyone's text, and is shown to other operators."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode() for c in text)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     """Columns aligned to their widest cell; names shown escaped where needed, so a row stays one line."""
-    cells = [header] + [[_shown(cell) for cell in row] for row in rows]
+    cells = [header] + [[shown(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from flipper.caching import etag
-from flipper.settings import Settings
-from flipper.store import Store
+from flipper.core.settings import Settings
+from flipper.core.store import Store
+from flipper.serve.etags import etag
 from tests.test_store import write
 
 
