@@ -54,16 +54,40 @@ def _conditional(description: str, schema: str) -> dict[str, Schema]:
     }
 
 
-def document(settings: Settings, secured: bool) -> Schema:
-    """The OpenAPI document for an app built with `settings`; `secured` when it requires API keys."""
-    # U+FFFD is refused: decoders put it in place of bytes that are not UTF-8 (docs/http-api.md#names).
-    no_replacement_character = "^[^\\uFFFD]*$"
-    identifier = {
-        "type": "string",
+# U+FFFD is refused: decoders put it in place of bytes that are not UTF-8 (docs/http-api.md#names).
+_NO_REPLACEMENT_CHARACTER = "^[^\\uFFFD]*$"
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "schema": {"type": "string"},
+    "description": "The ETag of an answer the client holds; a match is answered 304 with no body",
+}
+_REASONS = {"enum": [STATIC, TARGETING_MATCH, SPLIT, DEFAULT]}
+_HEADERS: Schema = {
+    "ETag": {"description": "A hash of the body", "required": True, "schema": {"type": "string"}},
+    "Cache-Control": {"description": "FLIPPER_CACHE_CONTROL", "required": True, "schema": {"type": "string"}},
+    "Retry-After": {"description": "Seconds", "required": True, "schema": {"type": "integer", "minimum": 1}},
+    "WWW-Authenticate": {"required": True, "schema": {"const": "Bearer"}},
+}
+
+
+def _identifier(settings: Settings, kind: str | list[str] = "string") -> Schema:
+    """A name of a flag, version, group or user, as `names.check_name` accepts it."""
+    return {
+        "type": kind,
         "minLength": 1,
         "maxLength": settings.max_id_length,
-        "pattern": no_replacement_character,
+        "pattern": _NO_REPLACEMENT_CHARACTER,
     }
+
+
+def _groups(settings: Settings) -> Schema:
+    return {"type": "array", "items": _identifier(settings), "maxItems": settings.max_groups}
+
+
+def _seed_paths(settings: Settings) -> Schema:
+    """The seed's API: the caller in the query string."""
+    identifier = _identifier(settings)
     context_parameters = [
         {"name": "version", "in": "query", "schema": identifier, "description": "The caller's version"},
         {
@@ -71,32 +95,19 @@ def document(settings: Settings, secured: bool) -> Schema:
             "in": "query",
             "style": "form",
             "explode": True,
-            "schema": {"type": "array", "items": identifier, "maxItems": settings.max_groups},
+            "schema": _groups(settings),
             "description": "A group the caller belongs to; repeat for several",
         },
         {"name": "user", "in": "query", "schema": identifier, "description": "The caller's user id"},
     ]
-    if_none_match = {
-        "name": "If-None-Match",
-        "in": "header",
-        "schema": {"type": "string"},
-        "description": "The ETag of an answer the client holds; a match is answered 304 with no body",
-    }
-    flipper_errors = _errors("Error", 400, 401, 414, 500, 503)
-    ofrep_request = {"required": True, "content": {JSON: {"schema": _ref("OFREPRequest")}}}
-    context_field = {
-        "type": ["string", "null"],
-        "minLength": 1,
-        "maxLength": settings.max_id_length,
-        "pattern": no_replacement_character,
-    }
-    paths: Schema = {
+    errors = _errors("Error", 400, 401, 414, 500, 503)
+    return {
         "/": {
             "get": {
                 "operationId": "listFeatures",
                 "summary": "The features enabled for the caller, sorted",
-                "parameters": [*context_parameters, if_none_match],
-                "responses": {**_conditional("The enabled features", "Features"), **flipper_errors},
+                "parameters": [*context_parameters, _IF_NONE_MATCH],
+                "responses": {**_conditional("The enabled features", "Features"), **errors},
             }
         },
         "/features/{name}": {
@@ -107,11 +118,17 @@ def document(settings: Settings, secured: bool) -> Schema:
                     {"name": "name", "in": "path", "required": True, "schema": identifier},
                     *context_parameters,
                     {"name": "explain", "in": "query", "schema": {"type": "boolean", "default": False}},
-                    if_none_match,
+                    _IF_NONE_MATCH,
                 ],
-                "responses": {**_conditional("The feature's evaluation", "Feature"), **flipper_errors},
+                "responses": {**_conditional("The feature's evaluation", "Feature"), **errors},
             }
         },
+    }
+
+
+def _service_paths() -> Schema:
+    """Health and this document: open even when API keys are required."""
+    return {
         "/health": {
             "get": {
                 "operationId": "health",
@@ -128,17 +145,22 @@ def document(settings: Settings, secured: bool) -> Schema:
                 "responses": {"200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}},
             }
         },
+    }
+
+
+def _ofrep_paths(settings: Settings) -> Schema:
+    """OFREP's single and bulk evaluations: the caller in a JSON body."""
+    request = {"required": True, "content": {JSON: {"schema": _ref("OFREPRequest")}}}
+    errors = _errors("OFREPFailure", 400, 401, 408, 413, 500, 503)
+    return {
         "/ofrep/v1/evaluate/flags/{key}": {
             "post": {
                 "operationId": "evaluateFlag",
                 "summary": "OFREP: evaluate one flag for the context",
                 "tags": ["OFREP"],
-                "parameters": [{"name": "key", "in": "path", "required": True, "schema": identifier}],
-                "requestBody": ofrep_request,
-                "responses": {
-                    "200": _answer("The flag's evaluation", "OFREPEvaluation"),
-                    **_errors("OFREPFailure", 400, 401, 408, 413, 500, 503),
-                },
+                "parameters": [{"name": "key", "in": "path", "required": True, "schema": _identifier(settings)}],
+                "requestBody": request,
+                "responses": {"200": _answer("The flag's evaluation", "OFREPEvaluation"), **errors},
             }
         },
         "/ofrep/v1/evaluate/flags": {
@@ -146,44 +168,50 @@ def document(settings: Settings, secured: bool) -> Schema:
                 "operationId": "evaluateFlagsBulk",
                 "summary": "OFREP: every flag named in any of the context's sets, on or off, sorted by key",
                 "tags": ["OFREP"],
-                "parameters": [if_none_match],
-                "requestBody": ofrep_request,
-                "responses": {
-                    **_conditional("Every flag's evaluation", "OFREPBulk"),
-                    **_errors("OFREPFailure", 400, 401, 408, 413, 500, 503),
-                },
+                "parameters": [_IF_NONE_MATCH],
+                "requestBody": request,
+                "responses": {**_conditional("Every flag's evaluation", "OFREPBulk"), **errors},
             }
         },
     }
-    schemas: Schema = {
+
+
+def _feature_schema() -> Schema:
+    """One feature's evaluation on the seed's API, with what explain=true adds."""
+    explained = {"type": "array", "items": {"type": "string"}, "description": "With explain=true"}
+    return {
+        "type": "object",
+        "required": ["feature", "enabled", "reason"],
+        "properties": {
+            "feature": {"type": "string"},
+            "enabled": {"type": "boolean"},
+            "reason": _REASONS,
+            "enabled_by": explained,
+            "disabled_by": explained,
+            "rollouts": {
+                "type": "array",
+                "items": _ref("Rollout"),
+                "description": "With explain=true: every rollout of the caller's that names the feature",
+            },
+            "bucket": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "maximum": BUCKETS - 1,
+                "description": "With explain=true: the user's bucket for the feature, null without a user;"
+                " a rollout takes the user when bucket < 1000 times the percentage",
+            },
+        },
+    }
+
+
+def _seed_schemas() -> Schema:
+    return {
         "Features": {
             "type": "object",
             "required": ["features"],
             "properties": {"features": {"type": "array", "items": {"type": "string"}}},
         },
-        "Feature": {
-            "type": "object",
-            "required": ["feature", "enabled", "reason"],
-            "properties": {
-                "feature": {"type": "string"},
-                "enabled": {"type": "boolean"},
-                "reason": {"enum": [STATIC, TARGETING_MATCH, SPLIT, DEFAULT]},
-                "enabled_by": {"type": "array", "items": {"type": "string"}, "description": "With explain=true"},
-                "disabled_by": {"type": "array", "items": {"type": "string"}, "description": "With explain=true"},
-                "rollouts": {
-                    "type": "array",
-                    "items": _ref("Rollout"),
-                    "description": "With explain=true: every rollout of the caller's that names the feature",
-                },
-                "bucket": {
-                    "type": ["integer", "null"],
-                    "minimum": 0,
-                    "maximum": BUCKETS - 1,
-                    "description": "With explain=true: the user's bucket for the feature, null without a user;"
-                    " a rollout takes the user when bucket < 1000 times the percentage",
-                },
-            },
-        },
+        "Feature": _feature_schema(),
         "Rollout": {
             "type": "object",
             "required": ["key", "percentage"],
@@ -194,6 +222,12 @@ def document(settings: Settings, secured: bool) -> Schema:
         },
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    }
+
+
+def _ofrep_schemas(settings: Settings) -> Schema:
+    context_field = _identifier(settings, ["string", "null"])
+    return {
         "OFREPRequest": {
             "type": "object",
             "properties": {
@@ -203,12 +237,7 @@ def document(settings: Settings, secured: bool) -> Schema:
                     "properties": {
                         "targetingKey": context_field,
                         "version": context_field,
-                        "group": {
-                            "oneOf": [
-                                context_field,
-                                {"type": "array", "items": identifier, "maxItems": settings.max_groups},
-                            ]
-                        },
+                        "group": {"oneOf": [context_field, _groups(settings)]},
                     },
                 }
             },
@@ -219,7 +248,7 @@ def document(settings: Settings, secured: bool) -> Schema:
             "properties": {
                 "key": {"type": "string"},
                 "value": {"type": "boolean"},
-                "reason": {"enum": [STATIC, TARGETING_MATCH, SPLIT, DEFAULT]},
+                "reason": _REASONS,
                 "variant": {"enum": ["on", "off"]},
                 "metadata": {"type": "object"},
             },
@@ -239,12 +268,10 @@ def document(settings: Settings, secured: bool) -> Schema:
             },
         },
     }
-    headers = {
-        "ETag": {"description": "A hash of the body", "required": True, "schema": {"type": "string"}},
-        "Cache-Control": {"description": "FLIPPER_CACHE_CONTROL", "required": True, "schema": {"type": "string"}},
-        "Retry-After": {"description": "Seconds", "required": True, "schema": {"type": "integer", "minimum": 1}},
-        "WWW-Authenticate": {"required": True, "schema": {"const": "Bearer"}},
-    }
+
+
+def document(settings: Settings, secured: bool) -> Schema:
+    """The OpenAPI document for an app built with `settings`; `secured` when it requires API keys."""
     doc: Schema = {
         "openapi": "3.1.0",
         "info": {
@@ -252,10 +279,10 @@ def document(settings: Settings, secured: bool) -> Schema:
             "version": "1.0.0",
             "description": "Feature flags from Redis: plain HTTP, and the OpenFeature Remote Evaluation Protocol.",
         },
-        "paths": paths,
+        "paths": {**_seed_paths(settings), **_service_paths(), **_ofrep_paths(settings)},
         "components": {
-            "schemas": schemas,
-            "headers": headers,
+            "schemas": {**_seed_schemas(), **_ofrep_schemas(settings)},
+            "headers": _HEADERS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
