@@ -34,8 +34,8 @@ from typing import Any
 
 import redis
 
+from flipper.core.connection import script_source
 from flipper.core.model import revision_key
-from flipper.core.store import script_source
 from flipper.serve.responses import JSONResponse
 
 from . import loadgen, report, writes

@@ -18,8 +18,9 @@ from typing import Any
 import redis
 
 from flipper.core import operations
+from flipper.core.connection import script_source
 from flipper.core.settings import Settings
-from flipper.core.store import Store, script_source
+from flipper.core.store import Store
 from flipper.operate.backends import OPERATOR_COMMAND_TIMEOUT
 
 from . import loadgen

@@ -24,7 +24,7 @@ import pytest
 import redis
 
 from bench.servers import RedisServer
-from flipper.core.store import script_source
+from flipper.core.connection import script_source
 from tests.conftest import ROOT, SAM
 from tests.lambda_events import KINDS, request_event
 
@@ -44,11 +44,11 @@ class Context:
 
 from flipper import handler
 
-from flipper.core import store
+from flipper.core import connection
 
 responses = [handler.handler(event, Context()) for event in json.load(sys.stdin)]
 files = sorted({module.__file__ for module in list(sys.modules.values()) if getattr(module, "__file__", None)})
-json.dump({"responses": responses, "files": files, "path": sys.path, "script": store.script_source()}, open(out, "w"))
+json.dump({"responses": responses, "files": files, "path": sys.path, "script": connection.script_source()}, open(out, "w"))
 """
 
 

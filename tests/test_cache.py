@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 
 from bench.servers import RedisServer
 from flipper.core.cache import Cache
+from flipper.core.connection import StoreError, StoreUnavailable, client_from_settings
 from flipper.core.model import Context, flag_keys, rollout_keys
 from flipper.core.settings import Settings
-from flipper.core.store import Store, StoreError, StoreUnavailable, client_from_settings
+from flipper.core.store import Store
 from flipper.serve.app import create_app
 from tests.test_store import CONTEXTS, ENTITIES, NAMES, PERCENTAGES, expected_by_rule
 from tests.timeouts import IDLE, patient

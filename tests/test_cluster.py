@@ -23,9 +23,10 @@ from redis.crc import key_slot
 
 from bench.servers import RedisServer, free_port
 from flipper.core import operations
+from flipper.core.connection import StoreUnavailable
 from flipper.core.model import Context, flag_keys, rollout_keys
 from flipper.core.settings import Settings, SettingsError, has_hash_tag
-from flipper.core.store import Store, StoreUnavailable
+from flipper.core.store import Store
 from flipper.operate import admin
 from flipper.serve.app import create_app
 from tests.conftest import LoadHandler

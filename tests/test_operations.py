@@ -15,10 +15,11 @@ import redis.asyncio
 
 from bench.servers import RedisServer
 from flipper.core import memberships, operations
+from flipper.core.connection import StoreError
 from flipper.core.memberships import FlagError
 from flipper.core.model import Context
 from flipper.core.settings import Settings
-from flipper.core.store import Store, StoreError
+from flipper.core.store import Store
 from flipper.core.writes import Refused
 from tests.timeouts import patient
 

@@ -13,10 +13,11 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from bench.servers import RedisServer
+from flipper.core.connection import StoreError
 from flipper.core.model import Context
 from flipper.core.secretsmanager import fetch_secret
 from flipper.core.settings import Settings, SettingsError
-from flipper.core.store import Store, StoreError
+from flipper.core.store import Store
 from tests.timeouts import patient
 
 

@@ -1,4 +1,8 @@
-"""The Redis side: one client, one Lua script, and the mapping of Redis failures to `StoreUnavailable`."""
+"""Flag questions answered from Redis: one evaluation script call each, through the instance's cache and
+its coalesced calls when FLIPPER_CACHE_MAX_AGE is above 0; the operator's reads and the audited write path.
+
+How Redis is reached and its failures mapped: `connection`; how the script's replies are read: `replies`.
+"""
 
 from __future__ import annotations
 
@@ -6,188 +10,28 @@ import asyncio
 import contextlib
 import functools
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio
-from redis import exceptions
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.client import NEVER_DECODE
 
+from flipper.core import replies
 from flipper.core.batches import Batches
-from flipper.core.cache import Cache, Contents, Entry
-from flipper.core.model import (
-    Context,
-    Snapshot,
-    enabled_features,
-    flag_keys,
-    is_rollout_key,
-    parse_percentage,
-    revision_key,
-    rollout_keys,
-)
-from flipper.core.settings import Settings, SettingsError
+from flipper.core.cache import Cache, Entry
+from flipper.core.connection import StoreError, StoreUnavailable, client_from_settings, script_source, store_errors
+from flipper.core.model import Context, Snapshot, enabled_features, flag_keys, revision_key, rollout_keys
+from flipper.core.settings import Settings
 
 logger = logging.getLogger("flipper")
-
-_INTEGER = re.compile(r"-?[0-9]+")  # what INCR keeps a revision as: ASCII digits, one optional minus
-# Rollout hashes hold few distinct values ("5", "25", "100"): each is parsed once, not once per evaluation.
-_thousandths = functools.lru_cache(maxsize=1024)(parse_percentage)
-
-
-class StoreError(Exception):
-    """Redis answered with an error: a flag key that holds something other than a set, say."""
-
-
-class StoreUnavailable(StoreError):
-    """Redis could not be reached or did not answer in time; the request may be retried later."""
-
-
-# Transient: Redis (or a cluster node) is down, unreachable, hung, failing over or resharding.
-_UNAVAILABLE = (
-    exceptions.ConnectionError,
-    exceptions.TimeoutError,
-    exceptions.ClusterError,
-    exceptions.TryAgainError,
-    exceptions.RedisClusterException,  # "cannot be connected", a slot not covered: not RedisErrors
-)
-
-
-@contextlib.contextmanager
-def store_errors() -> Iterator[None]:
-    """Turn Redis being down, unreachable or hung into StoreUnavailable, and what retrying cannot mend
-    (a wrong password, an error reply, a flag name that is not UTF-8) into StoreError."""
-    try:
-        yield
-    except exceptions.AuthenticationError as exc:  # a ConnectionError, but a retry will not help
-        raise StoreError(str(exc)) from exc
-    except _UNAVAILABLE as exc:
-        raise StoreUnavailable(str(exc)) from exc
-    except (exceptions.ResponseError, UnicodeDecodeError) as exc:
-        raise StoreError(str(exc)) from exc
 
 
 def _read(context: Context, keys: list[str], split: int, contents: list[list[str]]) -> Snapshot:
     """A snapshot from the contents of every key (`keys[:split]` the sets, the rest rollouts), uncached."""
-    rollouts = [percentages(key, flat) for key, flat in zip(keys[split:], contents[split:], strict=True)]
+    rollouts = [replies.percentages(key, flat) for key, flat in zip(keys[split:], contents[split:], strict=True)]
     return Snapshot(context, contents[:split], rollouts)
-
-
-def _decoded(keys: list[str], reply: bytes | list[Any]) -> str | list[Any]:
-    """The script's reply read undecoded, decoded member by member: a member (or a rollout's field or value)
-    that is not UTF-8 is left out, with a warning naming its key and its bytes."""
-    if isinstance(reply, bytes):
-        return reply.decode("utf-8", "replace")  # the revision alone; not an integer, it validates nothing
-    revision, *contents = reply
-    decoded: list[Any] = [revision.decode("utf-8", "replace")]
-    for key, members in zip(keys, contents, strict=True):
-        if members is None:
-            decoded.append(None)
-        elif is_rollout_key(key):
-            pairs = [_utf8(key, (field, value)) for field, value in zip(members[::2], members[1::2], strict=True)]
-            decoded.append([text for pair in pairs if pair is not None for text in pair])
-        else:
-            decoded.append([member for member in (_utf8(key, (raw,)) for raw in members) if member is not None])
-    return decoded
-
-
-def _utf8(key: str, raw: tuple[bytes, ...]) -> Any:
-    """`raw` decoded (one member, or a field and its value), or None with a warning unless all is UTF-8."""
-    try:
-        decoded = tuple(part.decode("utf-8") for part in raw)
-    except UnicodeDecodeError:
-        what = repr(raw[0]) if len(raw) == 1 else f"field {raw[0]!r} = {raw[1]!r}"
-        logger.warning("key %s holds %s, which is not UTF-8: left out (remove it with redis-cli)", key, what)
-        return None
-    return decoded if len(decoded) > 1 else decoded[0]
-
-
-def _utf8_names(raw: list[bytes]) -> Iterator[str]:
-    """The key names that are UTF-8: one that is not (written around Flipper) names no entity a caller can be."""
-    for name in raw:
-        with contextlib.suppress(UnicodeDecodeError):
-            yield name.decode("utf-8")
-
-
-def _contents(key: str, raw: list[str]) -> Contents:
-    """A key's contents as the cache holds them: a set's members, or a rollout's thousandths per feature."""
-    return percentages(key, raw) if is_rollout_key(key) else frozenset(raw)
-
-
-def _revision(raw: str) -> int | None:
-    """The store's revision as an integer; None when someone wrote something else there by hand."""
-    return int(raw) if _INTEGER.fullmatch(raw) else None
-
-
-def percentages(key: str, flat: list[str]) -> dict[str, int]:
-    """A rollout hash, as HGETALL's flat list of fields and values, in thousandths per feature.
-
-    A value that is not a percentage (written by hand around Flipper) must not take answers down: it counts
-    as 0, and a warning names the key and the field.
-    """
-    features, values = flat[::2], list(map(_thousandths, flat[1::2]))  # loops in C: the common case
-    if None in values:
-        for index, (feature, raw) in enumerate(zip(features, flat[1::2], strict=True)):
-            if values[index] is None:
-                logger.warning(
-                    "rollout %s, field %r: %r is not a percentage from 0 to 100 with at most three decimals;"
-                    " counted as 0",
-                    key,
-                    feature,
-                    raw,
-                )
-                values[index] = 0
-    return dict(zip(features, values, strict=True))
-
-
-class _RedisCluster(RedisCluster):
-    """redis-py's cluster client, without its retry of a timeout: a hung node costs one command timeout,
-    as on a single Redis. A broken connection, a failover or a moved slot are still retried once."""
-
-    ERRORS_ALLOW_RETRY = tuple(
-        error for error in RedisCluster.ERRORS_ALLOW_RETRY if error is not exceptions.TimeoutError
-    )
-
-
-def script_source(name: str = "evaluate.lua") -> str:
-    """A Lua script: packaged in the `flipper` package in a build (`flipper/lua/`), else the repository's `lua/`."""
-    package = Path(__file__).resolve().parents[1]
-    packaged = package / "lua" / name
-    path = packaged if packaged.exists() else package.parents[1] / "lua" / name
-    return path.read_text(encoding="utf-8")
-
-
-def client_from_settings(settings: Settings) -> redis.asyncio.Redis | RedisCluster:
-    """A client that fails fast: short timeouts, and one immediate retry on a broken connection.
-
-    The retry covers a pooled connection that died with a Redis restart: the second attempt opens a
-    fresh one. Timeouts are not retried, so a hung Redis costs one command timeout, not several.
-    With FLIPPER_REDIS_CLUSTER the client is redis-py's cluster client (ElastiCache Serverless is
-    always a cluster); with REDIS_PASSWORD_SECRET_ARN the password comes from Secrets Manager.
-    """
-    if settings.redis_url is None:
-        raise SettingsError("REDIS_URL is not set")
-    options: dict[str, Any] = {}
-    if settings.redis_password_secret_arn is not None:
-        from flipper.core.secretsmanager import (
-            fetch_secret,  # boto3 is heavy: imported only when a secret is configured
-        )
-
-        options["password"] = fetch_secret(settings.redis_password_secret_arn)
-    client_class = _RedisCluster if settings.redis_cluster else redis.asyncio.Redis
-    return client_class.from_url(
-        settings.redis_url,
-        socket_connect_timeout=settings.connect_timeout,
-        socket_timeout=settings.command_timeout,
-        retry=Retry(NoBackoff(), 1, supported_errors=(exceptions.ConnectionError,)),
-        decode_responses=True,
-        **options,
-    )
 
 
 def cache_from_settings(settings: Settings) -> Cache | None:
@@ -301,7 +145,7 @@ class Store:
                 reply = await self.client.execute_command(
                     "EVAL", self._evaluate.script, len(declared), *declared, known, held, **{NEVER_DECODE: True}
                 )
-                return _decoded(keys, reply)
+                return replies.decoded(keys, reply)
 
     async def _validate(self, cache: Cache, keys: list[str]) -> tuple[dict[str, Entry], bool]:
         """One script call for `keys` (one evaluation's, or a batch's union): each key's entry, held or read
@@ -322,10 +166,12 @@ class Store:
             cache.clear()  # a restart or a failover may lie behind it: never trust what was held
             raise
         raw_revision, *contents = [reply] if isinstance(reply, str) else reply
-        revision = _revision(raw_revision)
+        revision = replies.revision(raw_revision)
         if revision is None:
             cache.clear()  # a revision that is not an integer validates nothing (and every key was sent)
-            return {key: Entry(_contents(key, raw), 0, now) for key, raw in zip(keys, contents, strict=True)}, False
+            return {
+                key: Entry(replies.contents(key, raw), 0, now) for key, raw in zip(keys, contents, strict=True)
+            }, False
         if known is not None and revision < known:
             cache.clear()  # the revision went back: Redis restarted, failed over or was flushed
         if cache.revision is None or revision > cache.revision:
@@ -333,7 +179,7 @@ class Store:
         entries = held  # the revision alone: every key is held
         if contents:  # None: held, and the script saw the revision it is held at; else read, and remembered
             entries = [
-                entry if raw is None else cache.store(key, _contents(key, raw), revision, now)
+                entry if raw is None else cache.store(key, replies.contents(key, raw), revision, now)
                 for key, entry, raw in zip(keys, held, contents, strict=True)
             ]
         return dict(zip(keys, entries, strict=True)), True
@@ -353,7 +199,7 @@ class Store:
                 )
                 if isinstance(cursor, dict):  # the cluster client answers a cursor per node: here, one node
                     [cursor] = cursor.values()
-                keys.extend(name[len(self.key_prefix) :] for name in _utf8_names(batch))
+                keys.extend(name[len(self.key_prefix) :] for name in replies.utf8_names(batch))
                 if int(cursor) == 0:
                     return sorted(set(keys))
 
@@ -384,7 +230,7 @@ class Store:
             return self._checked_revision(await self.client.get(self.revision_key) or "0")
 
     def _checked_revision(self, raw: str) -> int:
-        revision = _revision(raw)
+        revision = replies.revision(raw)
         if revision is None:
             raise StoreError(f"key {self.revision_key!r} holds {raw[:40]!r}, not a revision (an integer)")
         return revision

@@ -12,9 +12,10 @@ import logging
 from typing import Any
 
 from flipper.core import operations
+from flipper.core.connection import StoreError
 from flipper.core.memberships import FlagError
 from flipper.core.settings import Settings
-from flipper.core.store import Store, StoreError
+from flipper.core.store import Store
 from flipper.core.writes import Refused
 
 EVENT_KEY = "flipper_admin"

@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 import click
 
 from flipper.core import devstore
+from flipper.core.connection import StoreError, StoreUnavailable
 from flipper.core.memberships import ENTITY_KINDS, FlagError, check_flags, entity
 from flipper.core.settings import Settings, SettingsError
-from flipper.core.store import StoreError, StoreUnavailable
 from flipper.operate import flagsfile
 from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend
 from flipper.operate.text import change_text, shown

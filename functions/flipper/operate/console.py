@@ -33,9 +33,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flipper.core import memberships, operations
+from flipper.core.connection import StoreError, StoreUnavailable
 from flipper.core.memberships import FlagError
 from flipper.core.settings import Settings, without_password
-from flipper.core.store import StoreError, StoreUnavailable
 from flipper.core.writes import Refused
 from flipper.operate import flagsfile
 from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend

@@ -13,8 +13,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 
+from flipper.core.connection import StoreError
 from flipper.core.model import Context, Snapshot
-from flipper.core.store import Store, StoreError
+from flipper.core.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,0 +1,87 @@
+"""Reading the evaluation script's replies: the revision, each key's contents as the cache holds them, and
+what to do with what was written around Flipper (members that are not UTF-8, percentages that are not)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from flipper.core.cache import Contents
+from flipper.core.model import is_rollout_key, parse_percentage
+
+logger = logging.getLogger("flipper")
+
+_INTEGER = re.compile(r"-?[0-9]+")  # what INCR keeps a revision as: ASCII digits, one optional minus
+# Rollout hashes hold few distinct values ("5", "25", "100"): each is parsed once, not once per evaluation.
+_thousandths = functools.lru_cache(maxsize=1024)(parse_percentage)
+
+
+def decoded(keys: list[str], reply: bytes | list[Any]) -> str | list[Any]:
+    """The script's reply read undecoded, decoded member by member: a member (or a rollout's field or value)
+    that is not UTF-8 is left out, with a warning naming its key and its bytes."""
+    if isinstance(reply, bytes):
+        return reply.decode("utf-8", "replace")  # the revision alone; not an integer, it validates nothing
+    raw_revision, *raw_contents = reply
+    read: list[Any] = [raw_revision.decode("utf-8", "replace")]
+    for key, members in zip(keys, raw_contents, strict=True):
+        if members is None:
+            read.append(None)
+        elif is_rollout_key(key):
+            pairs = [_utf8(key, (field, value)) for field, value in zip(members[::2], members[1::2], strict=True)]
+            read.append([text for pair in pairs if pair is not None for text in pair])
+        else:
+            read.append([member for member in (_utf8(key, (raw,)) for raw in members) if member is not None])
+    return read
+
+
+def _utf8(key: str, raw: tuple[bytes, ...]) -> Any:
+    """`raw` decoded (one member, or a field and its value), or None with a warning unless all is UTF-8."""
+    try:
+        decoded = tuple(part.decode("utf-8") for part in raw)
+    except UnicodeDecodeError:
+        what = repr(raw[0]) if len(raw) == 1 else f"field {raw[0]!r} = {raw[1]!r}"
+        logger.warning("key %s holds %s, which is not UTF-8: left out (remove it with redis-cli)", key, what)
+        return None
+    return decoded if len(decoded) > 1 else decoded[0]
+
+
+def utf8_names(raw: list[bytes]) -> Iterator[str]:
+    """The key names that are UTF-8: one that is not (written around Flipper) names no entity a caller can be."""
+    for name in raw:
+        with contextlib.suppress(UnicodeDecodeError):
+            yield name.decode("utf-8")
+
+
+def contents(key: str, raw: list[str]) -> Contents:
+    """A key's contents as the cache holds them: a set's members, or a rollout's thousandths per feature."""
+    return percentages(key, raw) if is_rollout_key(key) else frozenset(raw)
+
+
+def revision(raw: str) -> int | None:
+    """The store's revision as an integer; None when someone wrote something else there by hand."""
+    return int(raw) if _INTEGER.fullmatch(raw) else None
+
+
+def percentages(key: str, flat: list[str]) -> dict[str, int]:
+    """A rollout hash, as HGETALL's flat list of fields and values, in thousandths per feature.
+
+    A value that is not a percentage (written by hand around Flipper) must not take answers down: it counts
+    as 0, and a warning names the key and the field.
+    """
+    features, values = flat[::2], list(map(_thousandths, flat[1::2]))  # loops in C: the common case
+    if None in values:
+        for index, (feature, raw) in enumerate(zip(features, flat[1::2], strict=True)):
+            if values[index] is None:
+                logger.warning(
+                    "rollout %s, field %r: %r is not a percentage from 0 to 100 with at most three decimals;"
+                    " counted as 0",
+                    key,
+                    feature,
+                    raw,
+                )
+                values[index] = 0
+    return dict(zip(features, values, strict=True))
