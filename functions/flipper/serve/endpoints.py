@@ -1,0 +1,146 @@
+"""The routes: what each path answers, as a table of small handlers around the store."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Callable, Hashable
+
+from starlette.convertors import PathConvertor, register_url_convertor
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from flipper.core.model import Context, Snapshot, enabled_features, evaluate_all, evaluate_feature
+from flipper.core.settings import Settings
+from flipper.core.store import Store
+from flipper.serve import ofrep
+from flipper.serve.etags import conditional, etag
+from flipper.serve.query import parse_context, parse_feature_query, path_name
+from flipper.serve.responses import JSONResponse, features_body
+
+logger = logging.getLogger("flipper")
+
+JSON = "application/json"
+
+
+class NameConvertor(PathConvertor):
+    """A flag name in a path: the rest of it, slashes and line breaks included (`path` stops at a line break)."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("name", NameConvertor())
+
+
+def exact(route: Route) -> Route:
+    """`route`, matching only its whole path: Starlette ends its pattern with `$`, which also matches
+    before a final line break, so `/\\n` was served as `/` (found by the fuzz test in tests/test_chaos.py)."""
+    route.path_regex = re.compile(route.path_regex.pattern.removesuffix("$") + r"\Z")
+    return route
+
+
+class Endpoints:
+    """The handler of each route, sharing the store, the settings and the reuse of cached answers."""
+
+    def __init__(self, store: Store, settings: Settings, secured: bool) -> None:
+        self.store, self.settings, self.secured = store, settings, secured
+
+    def routes(self) -> list[Route]:
+        return [
+            exact(Route(path, endpoint, methods=[method]))
+            for path, method, endpoint in (
+                ("/", "GET", self.features),
+                ("/features/{name:name}", "GET", self.feature),
+                ("/health", "GET", self.health),
+                ("/openapi.json", "GET", self.openapi_json),
+                ("/ofrep/v1/evaluate/flags/{key:name}", "POST", self.ofrep_flag),
+                ("/ofrep/v1/evaluate/flags", "POST", self.ofrep_flags),
+            )
+        ]
+
+    async def features(self, request: Request) -> Response:
+        context = parse_context(request.scope["query_string"], self.settings)
+        body, tag = await self._answer(context, "/", lambda snapshot: features_body(enabled_features(snapshot)))
+        return self._conditional_json(request, self._bounded(body), tag)
+
+    async def feature(self, request: Request) -> Response:
+        name = path_name(request.path_params["name"], "feature name", self.settings, request.scope.get("raw_path"))
+        context, explain = parse_feature_query(request.scope["query_string"], self.settings)
+
+        def render(snapshot: Snapshot) -> bytes:
+            evaluation = evaluate_feature(name, snapshot)
+            body = {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason}
+            if explain:
+                body.update(evaluation.explanation())
+            return JSONResponse(body).body
+
+        return self._conditional_json(request, *await self._answer(context, ("feature", name, explain), render))
+
+    async def ofrep_flag(self, request: Request) -> Response:
+        key = ofrep.flag_key(request, self.settings)
+        context = await ofrep.read_context(request, self.settings, key)
+
+        def render(snapshot: Snapshot) -> bytes:
+            return JSONResponse(ofrep.evaluation(evaluate_feature(key, snapshot))).body
+
+        body, _ = await self._answer(context, ("ofrep", key), render)
+        return Response(body, media_type=JSON)  # a single OFREP evaluation has no ETag
+
+    async def ofrep_flags(self, request: Request) -> Response:
+        context = await ofrep.read_context(request, self.settings)
+
+        def render(snapshot: Snapshot) -> bytes:
+            return JSONResponse({"flags": [ofrep.evaluation(result) for result in evaluate_all(snapshot)]}).body
+
+        body, tag = await self._answer(context, "ofrep", render)
+        return self._conditional_json(request, self._bounded(body), tag)
+
+    async def openapi_json(self, request: Request) -> Response:
+        return Response(self._api_document, media_type="application/json")
+
+    async def health(self, request: Request) -> Response:
+        await self.store.ping()
+        return JSONResponse({"status": "ok"})
+
+    @functools.cached_property
+    def _api_document(self) -> bytes:
+        """Built on the first request for it, not at a cold start, which no evaluation should wait for."""
+        from flipper.serve import openapi
+
+        return JSONResponse(openapi.document(self.settings, secured=self.secured)).body
+
+    async def _answer(
+        self, context: Context, what: Hashable, render: Callable[[Snapshot], bytes]
+    ) -> tuple[bytes, str | None]:
+        """The JSON body `render` makes of the caller's snapshot, and its ETag when known: reused from the
+        cache when computed before from the very same cached keys (`what` names the question)."""
+        snapshot = await self.store.snapshot(context)
+        cache = self.store.cache
+        if cache is None or not snapshot.stamp:
+            return render(snapshot), None
+
+        def fresh() -> tuple[bytes, str]:
+            body = render(snapshot)
+            return body, etag(body)
+
+        reused = cache.answer((what, context), snapshot.stamp, fresh)
+        return reused.body, reused.tag
+
+    def _conditional_json(self, request: Request, body: bytes, tag: str | None) -> Response:
+        return conditional(request, Response(body, media_type=JSON), self.settings.cache_control, tag)
+
+    def _bounded(self, body: bytes) -> bytes:
+        """`body`, unless it is over `max_response_bytes`: Lambda would fail to return it, and API Gateway
+        answer a bare 500. A 500 of Flipper's own says why; too many flags is the operator's to fix."""
+        limit = self.settings.max_response_bytes
+        if len(body) > limit:
+            message = (
+                f"the answer is {len(body)} bytes long; the limit is {limit} "
+                "(FLIPPER_MAX_RESPONSE_BYTES): too many flags apply to this caller"
+            )
+            logger.error(message)
+            raise HTTPException(500, message)
+        return body
