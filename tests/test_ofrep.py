@@ -11,6 +11,7 @@ from bench.servers import RedisServer
 from flipper.core.settings import Settings
 from flipper.core.store import Store
 from flipper.serve.app import create_app
+from flipper.serve.ofrep import MAX_DEPTH
 from tests.test_store import write
 
 SINGLE = "/ofrep/v1/evaluate/flags/"
@@ -130,6 +131,25 @@ async def test_a_streamed_body_is_refused_once_over_the_limit(client: httpx.Asyn
 async def test_deep_nesting_is_a_parse_error(client: httpx.AsyncClient) -> None:
     response = await client.post(BULK, content=b"[" * 4000 + b"]" * 4000)
     assert (response.status_code, response.json()["errorCode"]) == (400, "PARSE_ERROR")
+
+
+@pytest.mark.parametrize("settings", [Settings(max_body_length=1 << 20)])
+@pytest.mark.parametrize("opening", [b"[", b'{"a":'])
+async def test_deep_nesting_is_refused_by_its_depth_before_parsing(client: httpx.AsyncClient, opening: bytes) -> None:
+    """A body nested deeper than MAX_DEPTH is named as such, not as Python's recursion limit, whatever its
+    size; one at the limit parses (and is then judged by its shape)."""
+    closing = b"]" if opening == b"[" else b"}"
+    for depth in (MAX_DEPTH + 1, 100_000):
+        response = await client.post(BULK, content=opening * depth + b"0" + closing * depth)
+        assert (response.status_code, response.json()) == (
+            400,
+            {"errorCode": "PARSE_ERROR", "errorDetails": f"body is nested too deeply; the limit is {MAX_DEPTH} levels"},
+        )
+    # Brackets inside strings are text, not nesting.
+    strings = b'{"context": {"targetingKey": "' + b"[" * 100 + b'"}}'
+    assert (await client.post(BULK, content=strings)).status_code == 200
+    at_limit = await client.post(BULK, content=b'{"x": ' + b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1) + b"}")
+    assert at_limit.status_code == 200
 
 
 @pytest.mark.parametrize("settings", [Settings(max_id_length=8)])

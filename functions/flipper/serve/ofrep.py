@@ -7,7 +7,9 @@ user, `version` the version, `group` one group or a list of groups; other fields
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +27,10 @@ PATH_PREFIX = "/ofrep/"
 PARSE_ERROR = "PARSE_ERROR"
 INVALID_CONTEXT = "INVALID_CONTEXT"
 GENERAL = "GENERAL"
+# How deeply a body may nest: a context is two levels and a list of groups; deeper is no context at all.
+MAX_DEPTH = 32
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string, escapes included; an unclosed one is left
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 
 
 class OFREPError(Exception):
@@ -74,9 +80,11 @@ async def read_context(request: Request, settings: Settings, key: str | None = N
         # rest of its body would otherwise be read as the next request.
         message = f"the body did not arrive within {settings.body_timeout:g} seconds"
         raise OFREPError(408, GENERAL, message, key, {"Connection": "close"}) from None
+    if _depth(body) > MAX_DEPTH:
+        raise OFREPError(400, PARSE_ERROR, f"body is nested too deeply; the limit is {MAX_DEPTH} levels", key)
     try:
         document = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
         raise OFREPError(400, PARSE_ERROR, f"body is not JSON: {exc}", key) from None
     if not isinstance(document, dict):
         raise OFREPError(400, PARSE_ERROR, 'body must be a JSON object: {"context": {...}}', key)
@@ -101,6 +109,13 @@ async def _body(request: Request, limit: int, key: str | None) -> bytes:
         if len(body) > limit:
             raise OFREPError(413, GENERAL, f"body is over {limit} bytes long; the limit is {limit}", key)
     return bytes(body)
+
+
+def _depth(body: bytes) -> int:
+    """How deeply the JSON in `body` nests, its strings skipped: measured before parsing, in passes in C but
+    the last over the brackets alone, so that a deep body costs what it weighs and no recursion."""
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(1 if byte in b"[{" else -1 for byte in brackets), default=0)
 
 
 def _context(fields: dict[str, Any], settings: Settings) -> Context:
