@@ -9,12 +9,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from bench.servers import RedisServer, free_port
 from flipper.core import devstore
+from flipper.operate.backends import RedisBackend
 from flipper.operate.cli import main
 
 
@@ -126,10 +128,18 @@ def test_undo_and_its_refusal(flags: redis.Redis, capsys: pytest.CaptureFixture[
     code, _, err = flipper(capsys, "undo", first["entry"])
     assert (code, err) == (
         1,
-        f"flipper: error: entries {later['entry']} changed the same flags since {first['entry']}; "
+        f"flipper: error: entry {later['entry']} changed the same flags since {first['entry']}; "
         "--force undoes anyway\n",
     )
-    assert flipper(capsys, "undo", later["entry"])[1].startswith(f"undid {later['entry']} (revision 3, entry ")
+    undone = flipper(capsys, "undo", later["entry"])[1]
+    assert undone.startswith(f"undid {later['entry']} (revision 3, entry ")
+    undo_entry = undone.rpartition(" ")[2].removesuffix(")\n")
+    code, _, err = flipper(capsys, "undo", first["entry"])  # the undo changed them too: two entries now
+    assert (code, err) == (
+        1,
+        f"flipper: error: entries {later['entry']}, {undo_entry} changed the same flags since {first['entry']}; "
+        "--force undoes anyway\n",
+    )
 
 
 @pytest.mark.parametrize(
@@ -141,7 +151,10 @@ def test_undo_and_its_refusal(flags: redis.Redis, capsys: pytest.CaptureFixture[
         (["enable", "", "--global"], "feature name is empty"),
         (["enable", "x" * 300, "--global"], "feature name is 300 characters long; the limit is 256"),
         (["enable", "a", "--group", ""], "group name is empty"),
-        (["rollout", "a", "50", "--user", "u"], "No such option: --user (see flipper rollout --help)"),
+        (["rollout", "a", "50", "--user", "u"], "a rollout is per global, version or group, not per user: a user is"),
+        (["enable", "a\udcff", "--global"], "argument FEATURE ('a\\xff') is not valid UTF-8"),
+        (["show", "--group", "g\udcff"], "option --group ('g\\xff') is not valid UTF-8"),
+        (["apply", "\udcff.yaml"], "Invalid value for 'FILE': File '\ufffd.yaml' does not exist."),  # any bytes
         (["rollout", "a", "1e2", "--global"], "percentage '1e2' is not a number from 0 to 100 with at most"),
         (["history", "--limit", "0"], "Invalid value for '--limit': 0 is not in the range x>=1."),
         (["undo", "yesterday"], "'yesterday' is not an audit entry id such as 1700000000000-0"),
@@ -251,3 +264,60 @@ def test_names_with_control_characters_are_shown_escaped(
     assert "\x1b" not in out
     assert "\r" not in out
     assert "evil\\x1b[2J\\r" in out
+
+
+def test_json_is_taken_before_the_command_as_after_it(flags: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
+    after = flipper(capsys, "list", "--json")
+    before = flipper(capsys, "--json", "list")
+    assert before == after
+    assert json.loads(before[1])["features"]["feature_B"] == {"enabled": ["version:v1"], "disabled": ["group:g1"]}
+    code, out, _ = flipper(capsys, "--json", "enable", "x", "--global")
+    assert (code, json.loads(out)["revision"]) == (0, 1)
+
+
+def test_an_argument_that_is_not_utf8_is_named(flags: redis.Redis) -> None:
+    """The byte 0xFF as a shell passes it: Python decodes argv with surrogateescape, so it arrives as U+DCFF."""
+    script = Path(sys.executable).with_name("flipper")
+    done = subprocess.run(
+        [str(script), "enable", b"a\xff", "--global"], capture_output=True, text=True, env=os.environ, timeout=30
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "",
+        "flipper: error: argument FEATURE ('a\\xff') is not valid UTF-8\n",
+    )
+    assert flags.get("revision") is None
+
+
+def test_names_are_escaped_wherever_they_are_printed(flags: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = flipper(capsys, "enable", "harmless\nadmin_mode", "--global")
+    assert (code, err) == (0, "")
+    assert out.startswith("enabled harmless\\nadmin_mode for global (revision 1, entry ")
+    assert out.count("\n") == 1
+    assert flipper(capsys, "show") == (0, "harmless\\nadmin_mode\n", "")
+    forged = "x\n  disabled by global:negative"  # a group name that would read as one more line of explain
+    flipper(capsys, "enable", "feature_A", "--group", forged)
+    assert flipper(capsys, "explain", "feature_A", "--group", forged)[1].splitlines() == [
+        "feature_A: on (TARGETING_MATCH)",
+        "  enabled by  group:x\\n  disabled by global:negative:positive",
+    ]
+    code, out, err = flipper(capsys, "show", "extra\x1b[2Jargument")  # click's own message echoes it
+    assert (code, out) == (1, "")
+    assert err == "flipper: error: Got unexpected extra argument (extra\\x1b[2Jargument) (see flipper show --help)\n"
+
+
+def test_the_warnings_of_a_result_are_printed_escaped_on_stderr_and_kept_in_json(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    call = RedisBackend.call
+
+    async def warning(self: RedisBackend, operation: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {**await call(self, operation, arguments), "warnings": ["key 'global:positive\n' is a string"]}
+
+    monkeypatch.setattr(RedisBackend, "call", warning)
+    code, out, err = flipper(capsys, "list")
+    assert (code, err) == (0, "flipper: warning: key 'global:positive\\n' is a string\n")
+    assert out.startswith("FEATURE ")
+    code, out, err = flipper(capsys, "list", "--json")
+    assert (code, json.loads(out)["warnings"]) == (0, ["key 'global:positive\n' is a string"])
+    assert err == "flipper: warning: key 'global:positive\\n' is a string\n"

@@ -208,7 +208,7 @@ def test_an_undo_over_later_changes_is_refused_naming_them_unless_forced(
     page.get_by_role("button", name=f"Undo entry {first}").click()
     page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
     expect(page.locator("#error")).to_have_text(
-        f"entries {later} changed the same flags since {first}; --force undoes anyway"
+        f"entry {later} changed the same flags since {first}; --force undoes anyway"
     )
     assert flags.get("revision") == "2"
     page.get_by_role("button", name=f"Undo entry {first}").click()

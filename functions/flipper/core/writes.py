@@ -153,6 +153,7 @@ async def undo(
     touched = _memberships(undone)
     later = [e.id for e in _entries(await store.audit_range("(" + id, "+")) if touched & _memberships(e)]
     if later and not force:
-        raise Refused(f"entries {', '.join(later)} changed the same flags since {id}; --force undoes anyway")
+        entries = f"entries {', '.join(later)}" if len(later) > 1 else f"entry {later[0]}"
+        raise Refused(f"{entries} changed the same flags since {id}; --force undoes anyway")
     wanted = [(key, member, before) for key, member, before, _ in undone.changes]
     return await write(store, wanted, audit={**audit, "undoes": id}, expected_revision=revision, **options)

@@ -84,12 +84,20 @@ class Target:
             try:
                 if name in _WRITES:
                     arguments = {**arguments, "actor": backend.actor}
-                return await backend.call(name, arguments)
+                result = await backend.call(name, arguments)
             finally:
                 await backend.aclose()
+        # Here, for every command alike; on stderr, so that stdout stays the answer (JSON keeps them too).
+        for warning in result.get("warnings", []):
+            click.echo(f"flipper: warning: {shown(warning)}", err=True)
+        return result
 
-    def echo(self, data: Any, text: str) -> None:
-        click.echo(json.dumps(data, ensure_ascii=False, indent=2) if self.as_json else shown(text, keep="\n"))
+    def echo(self, data: Any, *lines: str) -> None:
+        """`data` as JSON, or `lines` for people, each escaped whole: a name holding a line break stays on its line."""
+        if self.as_json:
+            click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        else:
+            click.echo("\n".join(shown(line) for line in lines))
 
 
 _WRITES = {"change", "delete", "apply", "undo"}
@@ -115,6 +123,7 @@ def target_options(command: F) -> F:
     )
     @functools.wraps(command)
     def wrapper(**kw: Any) -> Any:
+        kw["as_json"] |= click.get_current_context().find_root().params["as_json"]  # `flipper --json COMMAND`
         names = ("redis_url", "function", "stack", "actor", "as_json")
         return command(target=Target(*(kw.pop(name) for name in names)), **kw)
 
@@ -130,11 +139,16 @@ def entity_options(*, users: bool = True) -> Callable[[F], F]:
             click.option("--version", metavar="V", help="Callers of this version."),
             click.option("--group", metavar="G", help="Callers in this group."),
         ]
-        if users:
-            options.append(click.option("--user", metavar="U", help="This one user."))
+        # Without users (a rollout), --user is still taken, hidden, to say why rather than "No such option".
+        options.append(click.option("--user", metavar="U", help="This one user.", hidden=not users))
 
         @functools.wraps(command)
         def wrapper(**kw: Any) -> Any:
+            if not users and kw["user"] is not None:
+                raise Failure(
+                    "a rollout is per global, version or group, not per user: a user is in or out already"
+                    " (flipper enable or disable FEATURE --user U)"
+                )
             given = [(kind, name) for kind in ENTITY_KINDS if (name := kw.pop(kind, None)) is not None]
             given += [("global", None)] if kw.pop("is_global") else []
             if len(given) != 1:
@@ -167,8 +181,42 @@ def caller_options(command: F) -> F:
 message_option = click.option("-m", "--message", metavar="TEXT", help="Why: recorded in the audit entry.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-def cli() -> None:
+class _Command(click.Command):
+    """A command that refuses, naming it, an argument that is not UTF-8: Python decodes argv with
+    surrogateescape, so a byte such as 0xFF would otherwise reach the name checks as a lone surrogate."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        for param in self.get_params(ctx):
+            if isinstance(param.type, click.Path):  # a file's name need not be UTF-8: only names in Redis must
+                continue
+            value = ctx.params.get(param.name or "")
+            for text in value if isinstance(value, tuple) else (value,):
+                if isinstance(text, str) and not _is_utf8(text):
+                    what = (
+                        f"option {param.opts[0]}"
+                        if isinstance(param, click.Option)
+                        else f"argument {param.human_readable_name}"
+                    )
+                    raise Failure(f"{what} ('{text}') is not valid UTF-8")
+        return rest
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class _Group(click.Group):
+    command_class = _Command
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (also taken after the command).")
+def cli(as_json: bool) -> None:
     """Operate Flipper's flags: change them through one audited write path, review them as code, see who
     changed what, and undo.
 
@@ -256,8 +304,8 @@ def list_(target: Target) -> None:
         ]
         for name, entry in features.items()
     ]
-    text = _table(["FEATURE", "ENABLED", "DISABLED", "ROLLOUT"], rows) if rows else "no features"
-    target.echo({"revision": result["revision"], "features": features}, text)
+    lines = _table(["FEATURE", "ENABLED", "DISABLED", "ROLLOUT"], rows) if rows else ["no features"]
+    target.echo({key: value for key, value in result.items() if key != "flags"} | {"features": features}, *lines)
 
 
 @cli.command(short_help="The features enabled for a caller (as GET /).")
@@ -266,7 +314,7 @@ def list_(target: Target) -> None:
 def show(target: Target, caller: dict[str, Any]) -> None:
     """The features enabled for a caller, as GET / answers them."""
     result = target.run("show", **caller)
-    target.echo(result, "\n".join(result["features"]) or "no features enabled")
+    target.echo(result, *result["features"] or ["no features enabled"])
 
 
 @cli.command(short_help="Why FEATURE is on or off for a caller.")
@@ -283,7 +331,7 @@ def explain(target: Target, feature: str, caller: dict[str, Any]) -> None:
         f"  rollout     {rollout['key']} at {rollout['percentage']:g}%: user's bucket {result['bucket']}"
         for rollout in result["rollouts"]
     ]
-    target.echo(result, "\n".join(lines))
+    target.echo(result, *lines)
 
 
 @cli.command(short_help="The whole flag state as a flags file (YAML).")
@@ -358,8 +406,8 @@ def history(target: Target, feature: str | None, limit: int) -> None:
         ]
         for entry in result["entries"]
     ]
-    text = _table(["ENTRY", "TIME", "ACTOR", "OPERATION", "CHANGES", "MESSAGE"], rows) if rows else "no entries"
-    target.echo(result, text)
+    lines = _table(["ENTRY", "TIME", "ACTOR", "OPERATION", "CHANGES", "MESSAGE"], rows) if rows else ["no entries"]
+    target.echo(result, *lines)
 
 
 @cli.command(short_help="Revert one audit entry.")
@@ -390,13 +438,11 @@ def _plan_text(changes: list[list[str]], revision: int) -> str:
     return "\n".join(lines)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    """Columns aligned to their widest cell; names shown escaped where needed, so a row stays one line."""
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of columns aligned to their widest cell, each cell as `shown` prints it (escapes widen it)."""
     cells = [header] + [[shown(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells
-    )
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -406,13 +452,14 @@ def main(argv: list[str] | None = None) -> int:
         return cli.main(args=argv, prog_name="flipper", standalone_mode=False) or 0
     except click.ClickException as exc:
         hint = f" (see {exc.ctx.command_path} --help)" if isinstance(exc, click.UsageError) and exc.ctx else ""
-        click.echo(f"flipper: error: {exc.format_message()}{hint}", err=True)
+        # Every error escaped here, once: many echo a name (click's own do), and one must stay one line.
+        click.echo(f"flipper: error: {shown(exc.format_message())}{hint}", err=True)
         return 1
     except click.Abort:
         click.echo("flipper: aborted", err=True)
         return 1
     except Exception as exc:  # a bug: still one line, never a traceback
-        click.echo(f"flipper: internal error: {exc!r}", err=True)
+        click.echo(f"flipper: internal error: {shown(repr(exc))}", err=True)
         return 1
 
 

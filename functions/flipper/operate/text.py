@@ -13,9 +13,16 @@ def change_text(change: list[str]) -> str:
     return f"{feature} {word} at {where}" if after else f"{feature} no longer {word} at {where}"
 
 
-def shown(text: str, keep: str = "") -> str:
-    """`text` with what a terminal would act on (escape sequences, carriage returns, line breaks but those in
-    `keep`) written as escapes: a flag name is anyone's text, and is shown to other operators."""
+def shown(text: str) -> str:
+    """`text` with what a terminal would act on (escape sequences, carriage returns, line breaks) written as
+    escapes, so that it prints as one line: a flag name is anyone's text, and is shown to other operators."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode() for c in text)
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    # U+DC80 to U+DCFF is how Python decodes a byte that is not UTF-8 (argv, surrogateescape): shown as that byte.
+    if "\udc80" <= c <= "\udcff":
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    return c.encode("unicode_escape").decode()
