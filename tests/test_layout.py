@@ -28,8 +28,9 @@ def imports(name: str) -> set[str]:
     """The flipper modules `name` imports, at the top or inside a function."""
     found = set()
     for node in ast.walk(ast.parse(MODULES[name].read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{name}, line {node.lineno}: a relative import; the house imports by full name")
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("flipper"):
-            assert node.level == 0, f"{name}: relative import"
             for alias in node.names:
                 candidate = f"{node.module}.{alias.name}"
                 found.add(candidate if candidate in MODULES else node.module)

@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
 def console(target: Target, host: str, port: int) -> None:
     """Serve the operator console on HOST:PORT: every flag, changes previewed then confirmed, evaluate as a
     caller, history and undo, export and apply. Open the address it prints: it holds the console's token."""
-    from . import console as web  # Jinja2 and uvicorn: only this command needs them
+    from flipper.operate import console as web  # Jinja2 and uvicorn: only this command needs them
 
     with _failures():
         web.serve(target.backend(), host, port)
