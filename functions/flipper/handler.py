@@ -40,4 +40,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     asyncio.set_event_loop(loop)  # Mangum runs the app on the current loop: make it ours, every time
     if admin.is_admin_event(event):
         return loop.run_until_complete(admin.run(store, settings, event))
+    # Which alias Lambda invoked is the platform's fact, unlike anything in the event: API Gateway invokes
+    # `live`, so no request through it reaches the operator path, whatever its requestContext says.
+    if admin.is_operator_invocation(context.invoked_function_arn):
+        return loop.run_until_complete(admin.serve(store, settings, event))
     return asgi(event, context)

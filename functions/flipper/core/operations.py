@@ -55,12 +55,17 @@ def _context(settings: Settings, version: object, groups: object, user: object) 
     )
 
 
-def _audit(actor: object, operation: str, message: object, **fields: str) -> dict[str, str]:
+def _audit(actor: object, operation: str, message: object, claimed_by: object = None, **fields: str) -> dict[str, str]:
+    """The entry's fields: `actor` is who the path proves made the change, `claimed_by` who the caller says
+    made it when nothing proves that (docs/operate.md, "Who made a change")."""
     if not isinstance(actor, str) or not actor:
         raise FlagError("actor must be a non-empty string: who makes the change")
+    if claimed_by is not None and (not isinstance(claimed_by, str) or not claimed_by):
+        raise FlagError("claimed_by must be a non-empty string: who the caller says makes the change")
     if message is not None and not isinstance(message, str):
         raise FlagError("message must be a string")
-    return {"actor": actor, "operation": operation, **fields, **({"message": message} if message else {})}
+    claimed = {"claimed_by": claimed_by} if claimed_by else {}
+    return {"actor": actor, **claimed, "operation": operation, **fields, **({"message": message} if message else {})}
 
 
 @_operation
@@ -108,6 +113,7 @@ async def change(
     percentage: object = None,
     message: object = None,
     revision: object = None,
+    claimed_by: object = None,
 ) -> dict[str, Any]:
     """Enable, disable, clear or roll out one feature at one entity, through the audited write path.
 
@@ -121,7 +127,7 @@ async def change(
         store,
         settings,
         change_memberships(operation, name, where, percentage),
-        _audit(actor, operation, message, feature=name, entity=where),
+        _audit(actor, operation, message, claimed_by, feature=name, entity=where),
         expected_revision=_revision(revision),
     )
 
@@ -182,7 +188,13 @@ def _rollout(where: str, percentage: object) -> str:
 
 @_operation
 async def delete(
-    store: Store, settings: Settings, feature: object, actor: object, message: object = None, revision: object = None
+    store: Store,
+    settings: Settings,
+    feature: object,
+    actor: object,
+    message: object = None,
+    revision: object = None,
+    claimed_by: object = None,
 ) -> dict[str, Any]:
     """The feature out of every set and rollout of every entity; with `revision`, only if still at it."""
     name = _removable(feature)
@@ -194,7 +206,7 @@ async def delete(
         store,
         settings,
         wanted,
-        _audit(actor, "delete", message, feature=name),
+        _audit(actor, "delete", message, claimed_by, feature=name),
         expected_revision=read_at if expected is None else expected,
     )
 
@@ -215,11 +227,12 @@ async def apply(
     actor: object,
     prune: object = False,
     message: object = None,
+    claimed_by: object = None,
 ) -> dict[str, Any]:
     """Make the flags match `flags_file`, in one atomic write, only if the revision is still `revision`."""
     if not isinstance(revision, int) or isinstance(revision, bool):
         raise FlagError("revision must be the integer the plan was made at")
-    audit = _audit(actor, "apply", message)
+    audit = _audit(actor, "apply", message, claimed_by)
     current, changes = await _plan(store, settings, flags_file, prune)
     if current != revision:
         raise writes.Refused(f"flags changed since the plan (revision {revision}, now {current}); run again")
@@ -254,13 +267,14 @@ async def undo(
     force: object = False,
     message: object = None,
     revision: object = None,
+    claimed_by: object = None,
 ) -> dict[str, Any]:
     """The inverse of audit entry `entry`, itself audited; refused when later entries changed the same flags,
     or, with `revision`, when the flags are no longer at that revision."""
     if not isinstance(entry, str):
         raise FlagError("entry must be an audit entry id such as 1700000000000-0")
     expected = _revision(revision)
-    audit = _audit(actor, "undo", message)
+    audit = _audit(actor, "undo", message, claimed_by)
     result = await writes.undo(
         store,
         entry,
