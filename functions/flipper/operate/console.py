@@ -104,9 +104,10 @@ class GuardMiddleware:
         if request.headers.get("host") not in self.guard.hosts:
             response = _forbidden("this Host header is not the console's address (a DNS rebinding attempt?)")
         elif _same(request.query_params.get("token"), self.guard.token) and request.method == "GET":
-            # Out of the address bar and history: the token lives on in an HTTP-only cookie.
+            # Out of the address bar and history: the token lives on in an HTTP-only cookie. To the console's own
+            # root, never the request's path: `//evil.example/` as a location is another site.
             query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
-            response = RedirectResponse(request.url.path + (f"?{query}" if query else ""), status_code=303)
+            response = RedirectResponse("/" + (f"?{query}" if query else ""), status_code=303)
             response.set_cookie(self.guard.cookie, self.guard.token, httponly=True, samesite="strict")
         elif not _same(request.cookies.get(self.guard.cookie), self.guard.token):
             response = _forbidden("open the address `flipper console` printed: it holds the console's token")
