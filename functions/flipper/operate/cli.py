@@ -423,8 +423,8 @@ def undo(target: Target, entry: str, force: bool, message: str | None) -> None:
 
 
 def _summary(changes: list[list[str]]) -> str:
-    shown = "; ".join(change_text(change) for change in changes[:3])
-    return shown + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+    text = "; ".join(change_text(change) for change in changes[:3])
+    return text + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
 
 
 def _plan_text(changes: list[list[str]], revision: int) -> str:
