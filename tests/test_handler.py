@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -432,6 +433,9 @@ def test_the_operator_url_answers_refusals_as_http_errors(handler: ModuleType, f
     garbled = operator_request("function-url", "history")
     garbled["body"] = "{"
     assert handler.handler(garbled, ON_OPERATOR)["statusCode"] == 400
+    encoded = operator_request("function-url", "history")  # as a Function URL delivers a binary content type
+    encoded["body"], encoded["isBase64Encoded"] = base64.b64encode(encoded["body"].encode()).decode(), True
+    assert body(handler.handler(encoded, ON_OPERATOR)) == {"result": {"entries": []}}
 
 
 @pytest.mark.parametrize("kind", ["http-api", "function-url"])

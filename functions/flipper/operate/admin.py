@@ -77,9 +77,8 @@ async def serve(store: Store, settings: Settings, event: dict[str, Any]) -> dict
 
 def _iam_caller(context: Any) -> str | None:
     """The ARN Lambda authenticated, from the Function URL's IAM authorizer; None when there is none."""
-    if not isinstance(context, dict):
-        return None
-    iam = (context.get("authorizer") or {}).get("iam") if isinstance(context.get("authorizer"), dict) else None
+    authorizer = context.get("authorizer") if isinstance(context, dict) else None
+    iam = authorizer.get("iam") if isinstance(authorizer, dict) else None
     arn = iam.get("userArn") if isinstance(iam, dict) else None
     return arn if isinstance(arn, str) and arn else None
 

@@ -103,8 +103,10 @@ class FunctionBackend:
         return {output["OutputKey"]: output["OutputValue"] for output in described.get("Outputs", [])}
 
     async def call(self, operation: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        send = self._post if self.url else self._invoke
-        answer = await asyncio.to_thread(send, {"operation": operation, "arguments": arguments})
+        request = {"operation": operation, "arguments": arguments}
+        answer = await (
+            asyncio.to_thread(self._post, self.url, request) if self.url else asyncio.to_thread(self._invoke, request)
+        )
         try:
             error, result = answer.get("error"), answer.get("result")
         except AttributeError:  # not Flipper's admin answer: another function, say
@@ -124,14 +126,13 @@ class FunctionBackend:
             raise FunctionError(f"function {self.function} failed: {message}")
         return self._decoded(payload)
 
-    def _post(self, request: dict[str, Any]) -> Any:
+    def _post(self, operator_url: str, request: dict[str, Any]) -> Any:
         """POST the request to the operator URL, signed for service `lambda` in the URL's region
         (`<id>.lambda-url.<region>.on.aws`); Lambda checks the signature before the function runs."""
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        assert self.url is not None
-        url = self.url.rstrip("/") + OPERATOR_PATH
+        url = operator_url.rstrip("/") + OPERATOR_PATH
         signed = AWSRequest(
             "POST", url, data=json.dumps(request).encode(), headers={"Content-Type": "application/json"}
         )
@@ -150,10 +151,10 @@ class FunctionBackend:
             payload = exc.read()
             answer = self._decoded(payload) if exc.headers.get_content_type() == "application/json" else None
             if not isinstance(answer, dict) or "error" not in answer:
-                raise FunctionError(f"operator URL {self.url} answered {exc.code}: {payload[:200]!r}") from None
+                raise FunctionError(f"operator URL {operator_url} answered {exc.code}: {payload[:200]!r}") from None
             return answer
         except OSError as exc:
-            raise FunctionError(f"operator URL {self.url} could not be reached: {exc}") from None
+            raise FunctionError(f"operator URL {operator_url} could not be reached: {exc}") from None
 
     def _decoded(self, payload: bytes) -> Any:
         try:
