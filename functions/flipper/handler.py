@@ -9,10 +9,9 @@ every invocation runs on this module's one loop.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
 from flipper.core.settings import Settings
@@ -20,6 +19,9 @@ from flipper.operate import admin
 from flipper.serve.app import create_app
 from flipper.serve.observability import MeteredStore, logger, metrics, traced
 from flipper.serve.snapstart import register_hooks
+
+if TYPE_CHECKING:  # an annotation only: not imported at a cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = Settings.from_environ()
 store = MeteredStore.from_settings(settings)
