@@ -15,7 +15,9 @@ from flipper.core.model import is_rollout_key, parse_percentage
 
 logger = logging.getLogger("flipper")
 
-_INTEGER = re.compile(r"-?[0-9]+")  # what INCR keeps a revision as: ASCII digits, one optional minus
+# The revision as lua/evaluate.lua answers it: the count (what INCR keeps: ASCII digits, one optional minus),
+# then, once a write through Flipper's write path has stamped it, `:` and that write's stamp.
+_REVISION = re.compile(r"(-?[0-9]+)(?::([0-9a-f]{16}))?")
 # Rollout hashes hold few distinct values ("5", "25", "100"): each is parsed once, not once per evaluation.
 _thousandths = functools.lru_cache(maxsize=1024)(parse_percentage)
 
@@ -61,9 +63,19 @@ def contents(key: str, raw: list[str]) -> Contents:
     return percentages(key, raw) if is_rollout_key(key) else frozenset(raw)
 
 
-def revision(raw: str) -> int | None:
-    """The store's revision as an integer; None when someone wrote something else there by hand."""
-    return int(raw) if _INTEGER.fullmatch(raw) else None
+def revision(raw: str) -> tuple[int, str | None] | None:
+    """The store's revision: its count, and the stamp of the write that made it (None when no write through
+    this write path made it: a store the previous version wrote, or only redis-cli); None when someone wrote
+    something else there by hand."""
+    match = _REVISION.fullmatch(raw)
+    return None if match is None else (int(match[1]), match[2])
+
+
+def known(count: int | None, stamp: str | None) -> str:
+    """The revision as the script compares it: what it answered for this count and stamp ('' for none)."""
+    if count is None:
+        return ""
+    return str(count) if stamp is None else f"{count}:{stamp}"
 
 
 def percentages(key: str, flat: list[str]) -> dict[str, int]:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,6 +38,12 @@ def _read(context: Context, keys: list[str], split: int, contents: list[list[str
 def cache_from_settings(settings: Settings) -> Cache | None:
     """The instance's cache, or None when FLIPPER_CACHE_MAX_AGE is 0."""
     return Cache(settings.cache_max_age, settings.cache_max_bytes) if settings.cache_max_age > 0 else None
+
+
+def stamp_key(prefix: str = "") -> str:
+    """`[prefix]revision:stamp`: the random token the last write through the write path set, the revision's
+    beside its count (lua/evaluate.lua). No entity's key can be it (those end in a polarity or `:rollout`)."""
+    return f"{revision_key(prefix)}:stamp"
 
 
 def _glob_escape(text: str) -> str:
@@ -134,7 +141,7 @@ class Store:
 
     async def _call(self, keys: list[str], known: str, held: str) -> str | list[Any]:
         """The script's reply: the revision alone, or the revision and the contents of the keys not `held`."""
-        declared = [self.revision_key, *keys]
+        declared = [self.revision_key, self.stamp_key, *keys]
         async with self._command():
             try:
                 return await self._evaluate(keys=declared, args=[known, held])
@@ -151,14 +158,17 @@ class Store:
         """One script call for `keys` (one evaluation's, or a batch's union): each key's entry, held or read
         now, and whether they are the cache's (False when the revision is not an integer: nothing is held)."""
         if self._idle():
-            # Redis may have restarted unseen meanwhile (a frozen Lambda), and its revision been written back
-            # up to the very value known: what a fresh connection reads starts from an empty cache.
+            # Redis may have restarted unseen meanwhile (a frozen Lambda), and a revision without a stamp (written
+            # by hand, or by the previous version) been written back up to the very count known: what a fresh
+            # connection reads starts from an empty cache.
             cache.clear()
         now, known = cache.clock(), cache.revision
         held = cache.held(keys, now)
         try:
             reply = await self._call(
-                keys, "" if known is None else str(known), "".join("0" if entry is None else "1" for entry in held)
+                keys,
+                replies.known(known, cache.stamp),
+                "".join("0" if entry is None else "1" for entry in held),
             )
         # Only when Redis could not answer: an error reply (one caller's flag key holding a string) is that
         # caller's 500, and clearing on it would let such a caller empty every caller's cache.
@@ -166,20 +176,24 @@ class Store:
             cache.clear()  # a restart or a failover may lie behind it: never trust what was held
             raise
         raw_revision, *contents = [reply] if isinstance(reply, str) else reply
-        revision = replies.revision(raw_revision)
-        if revision is None:
+        parsed = replies.revision(raw_revision)
+        if parsed is None:
             cache.clear()  # a revision that is not an integer validates nothing (and every key was sent)
             return {
                 key: Entry(replies.contents(key, raw), 0, now) for key, raw in zip(keys, contents, strict=True)
             }, False
+        revision, stamp = parsed
         if known is not None and revision < known:
-            cache.clear()  # the revision went back: Redis restarted, failed over or was flushed
-        if cache.revision is None or revision > cache.revision:
-            cache.revision = revision
+            # The count went back: Redis restarted, failed over or was flushed. With a stamp, entries of another
+            # revision are never held again anyway; without one (a count written by hand or by the previous
+            # version), the count could come back up to one an entry is held at, with other contents.
+            cache.clear()
+        # Calls are one at a time (`batches`): this reply is the newest the instance has seen.
+        cache.revision, cache.stamp = revision, stamp
         entries = held  # the revision alone: every key is held
         if contents:  # None: held, and the script saw the revision it is held at; else read, and remembered
             entries = [
-                entry if raw is None else cache.store(key, replies.contents(key, raw), revision, now)
+                entry if raw is None else cache.store(key, replies.contents(key, raw), revision, now, stamp)
                 for key, entry, raw in zip(keys, held, contents, strict=True)
             ]
         return dict(zip(keys, entries, strict=True)), True
@@ -210,11 +224,15 @@ class Store:
         return self._checked_revision(raw), contents
 
     async def write(self, keys: list[str], args: list[str | int]) -> list[str]:
-        """Run lua/write.lua on `keys` (unprefixed) after the revision and audit keys; see the script."""
+        """Run lua/write.lua on `keys` (unprefixed) after the revision, its stamp and the audit keys, with a
+        new stamp (see the script); `args` are the expected revision, the audit's length and the rest."""
+        # 64 random bits from the kernel (not `random`, whose state a SnapStart snapshot would share): the
+        # revision of this write is one no other write, on any Redis, has had.
+        stamp = secrets.token_hex(8)
         async with self._command():
             return await self._write(
-                keys=[self.revision_key, self.audit_key, *self._prefixed(keys)],
-                args=[args[0], args[1], len(self.key_prefix.encode()), *args[2:]],  # Lua counts bytes
+                keys=[self.revision_key, self.stamp_key, self.audit_key, *self._prefixed(keys)],
+                args=[args[0], stamp, args[1], len(self.key_prefix.encode()), *args[2:]],  # Lua counts bytes
             )
 
     async def audit_range(self, start: str, end: str, count: int | None = None, *, reverse: bool = False) -> list[Any]:
@@ -230,14 +248,19 @@ class Store:
             return self._checked_revision(await self.client.get(self.revision_key) or "0")
 
     def _checked_revision(self, raw: str) -> int:
+        """The count of a revision read: what an operator sees and a plan expects."""
         revision = replies.revision(raw)
         if revision is None:
             raise StoreError(f"key {self.revision_key!r} holds {raw[:40]!r}, not a revision (an integer)")
-        return revision
+        return revision[0]
 
     @property
     def revision_key(self) -> str:
         return revision_key(self.key_prefix)
+
+    @property
+    def stamp_key(self) -> str:
+        return stamp_key(self.key_prefix)
 
     @property
     def audit_key(self) -> str:

@@ -50,7 +50,7 @@ async def write(
     `expected_revision`, the change is refused (Refused) unless the revision is still that one.
     """
     keys = sorted({key for key, _, _ in wanted})
-    index = {key: position for position, key in enumerate(keys, start=3)}  # after the revision and audit keys
+    index = {key: position for position, key in enumerate(keys, start=4)}  # after the revision, stamp and audit
     fields = [text for pair in audit.items() for text in pair]
     args: list[str | int] = ["" if expected_revision is None else expected_revision, audit_length, len(audit), *fields]
     for key, member, value in wanted:
