@@ -181,6 +181,18 @@ def python_313() -> str | None:
     return None
 
 
+def build_function(artifact: Path, cwd: Path, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """What sam build runs; from `cwd`, where the recipe leaves its requirements file."""
+    return subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "Makefile"), "build-FlipperFunction", f"ARTIFACTS_DIR={artifact}"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=110,
+    )
+
+
 def test_with_a_python_313_at_hand_the_artifact_carries_its_bytecode(
     tmp_path: Path, redis_server: RedisServer, prefixed_flags: None
 ) -> None:
@@ -189,16 +201,10 @@ def test_with_a_python_313_at_hand_the_artifact_carries_its_bytecode(
     if python is None:
         pytest.skip("no Python 3.13 here (python3.13 on PATH, or pyenv's)")
     artifact = tmp_path / "artifact"
-    subprocess.run(  # what sam build runs; from tmp_path, where the recipe leaves its requirements file
-        ["make", "-s", "-f", str(ROOT / "Makefile"), "build-FlipperFunction", f"ARTIFACTS_DIR={artifact}"],
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-        env=os.environ | {"BYTECODE_PYTHON": python},
-        timeout=110,
-    )
+    build = build_function(artifact, tmp_path, os.environ | {"BYTECODE_PYTHON": python})
+    assert build.returncode == 0, build.stderr
 
-    sources = list((artifact / "flipper").glob("*.py"))
+    sources = list((artifact / "flipper").rglob("*.py"))
     compiled = [source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc" for source in sources]
     # PEP 552 flags: 0b01, hash-based and unchecked: used as is, whatever file times Lambda's zip keeps.
     assert [int.from_bytes(pyc.read_bytes()[4:8], "little") for pyc in compiled] == [0b01] * len(sources)
@@ -206,6 +212,64 @@ def test_with_a_python_313_at_hand_the_artifact_carries_its_bytecode(
     environ = {"REDIS_URL": redis_server.url, "FLIPPER_KEY_PREFIX": "{flipper}:"}
     result = serve_from_artifact(artifact, tmp_path, environ, [event], python=python)
     assert [(r["statusCode"], r["body"]) for r in result["responses"]] == [(200, '{"features": ["feature_A"]}')]
+
+
+def executable(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def candidates_environ(tmp_path: Path, on_path: Path) -> dict[str, str]:
+    """A machine whose `python3.13` on PATH is `on_path`, whose pyenv root is tmp_path/pyenv and whose home
+    (uv's pythons) is empty; no BYTECODE_PYTHON."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python3.13").symlink_to(on_path)
+    environ = {name: value for name, value in os.environ.items() if name != "BYTECODE_PYTHON"}
+    path = os.pathsep.join([str(tmp_path / "bin"), environ["PATH"]])
+    return environ | {"PATH": path, "PYENV_ROOT": str(tmp_path / "pyenv"), "HOME": str(tmp_path / "home")}
+
+
+# A pyenv shim for a version that is installed but not selected, as pyenv's own message says it.
+SHIM = "#!/bin/sh\necho 'pyenv: python3.13: command not found' >&2\nexit 127\n"
+
+
+def test_the_build_finds_a_python_313_behind_a_failing_shim_and_says_which(tmp_path: Path) -> None:
+    python = python_313()
+    if python is None:
+        pytest.skip("no Python 3.13 here (python3.13 on PATH, or pyenv's)")
+    environ = candidates_environ(tmp_path, executable(tmp_path / "shim", SHIM))
+    pyenvs = tmp_path / "pyenv" / "versions" / "3.13.99" / "bin" / "python3.13"
+    pyenvs.parent.mkdir(parents=True)
+    pyenvs.symlink_to(python)
+    artifact = tmp_path / "artifact"
+    build = build_function(artifact, tmp_path, environ)
+    assert build.returncode == 0, build.stderr
+    assert f"bytecode for Lambda's Python 3.13, compiled by {pyenvs} (3.13." in build.stdout
+    assert (artifact / "flipper" / "serve" / "__pycache__" / "app.cpython-313.pyc").exists()
+
+
+def test_with_no_working_python_313_the_build_says_so_once_and_ships_no_bytecode(tmp_path: Path) -> None:
+    # This machine's Python (3.11 or 3.12) answers to python3.13 on PATH; pyenv's 3.13 is a failing shim.
+    others = [Path(p) for p in ("/usr/local/bin/python3.13", "/usr/bin/python3.13") if Path(p).exists()]
+    if others or shutil.which("uv"):
+        pytest.skip(f"this machine has a Python 3.13 the build would find: {others or 'uv'}")
+    environ = candidates_environ(tmp_path, Path(sys.executable))
+    executable(tmp_path / "pyenv" / "versions" / "3.13.99" / "bin" / "python3.13", SHIM)
+    artifact = tmp_path / "artifact"
+    build = build_function(artifact, tmp_path, environ)
+    assert build.returncode == 0, build.stderr
+    assert build.stdout.count("NO BYTECODE: no working Python 3.13") == 1
+    assert "about 3x the import" in build.stdout
+    assert list(artifact.rglob("*.pyc")) == []
+
+
+def test_a_bytecode_python_given_that_does_not_work_fails_the_build(tmp_path: Path) -> None:
+    environ = os.environ | {"BYTECODE_PYTHON": str(executable(tmp_path / "shim", SHIM))}
+    build = build_function(tmp_path / "artifact", tmp_path, environ)
+    assert build.returncode != 0
+    assert f"BYTECODE_PYTHON={tmp_path / 'shim'} is not a working Python 3.13" in build.stderr
 
 
 def make_invoke(event: Path, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
