@@ -123,6 +123,13 @@ def measure(artifact: Path, processes: int = PROCESSES, top: int = 0, python: st
     return result
 
 
+def without_bytecode(artifact: Path, scratch: Path) -> Path:
+    """A copy of `artifact` in `scratch` without its `.pyc` files: what a build that found no Python 3.13 makes."""
+    copy = scratch / "artifact"
+    shutil.copytree(artifact, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return copy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifact", type=Path, default=ARTIFACT)
@@ -134,10 +141,7 @@ def main() -> None:
     if not (args.artifact / "flipper" / "handler.py").exists():
         raise SystemExit(f"{args.artifact} holds no flipper/handler.py: run `make build` first")
     with tempfile.TemporaryDirectory() as scratch:
-        artifact = args.artifact
-        if args.without_bytecode:
-            artifact = Path(scratch) / "artifact"
-            shutil.copytree(args.artifact, artifact, ignore=shutil.ignore_patterns("__pycache__"))
+        artifact = without_bytecode(args.artifact, Path(scratch)) if args.without_bytecode else args.artifact
         # What the measured artifact holds: a build that found no Python 3.13 has none.
         result = {"pyc_files": sum(1 for _ in artifact.rglob("*.pyc"))} | measure(
             artifact, args.processes, args.top, args.python
