@@ -344,6 +344,21 @@ async def test_the_write_path_works_in_one_slot_on_the_cluster(
     await store.aclose()
 
 
+async def test_export_on_a_cluster_leaves_a_key_of_another_type_out_naming_it(
+    cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    """The keys of other types are found on the flags' node too (tests/test_unreadable.py on one Redis)."""
+    writer.sadd(PREFIX + "version:v1:positive", "a")
+    writer.set(PREFIX + "group:bad:positive", "x")
+    settings = patient(Settings(redis_url=cluster[2].url, redis_cluster=True, key_prefix=PREFIX))
+    store = Store.from_settings(settings)
+    exported = await operations.run(store, settings, "export", {})
+    assert exported["flags"]["features"] == {"a": {"enabled": ["version:v1"]}}
+    [warning] = exported["warnings"]
+    assert warning.startswith(f"key '{PREFIX}group:bad:positive' holds a string, not a set: left out")
+    await store.aclose()
+
+
 async def test_connections_idle_too_long_are_replaced_on_every_node(
     cluster: list[RedisServer], writer: RedisCluster
 ) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from flipper.core import names
 from flipper.core.model import NEGATIVE, POSITIVE, ROLLOUT, is_rollout_key, parse_percentage
 from flipper.core.settings import Settings
-from flipper.core.store import Store
+from flipper.core.store import Store, Unreadable
 
 ENTITY_KINDS = ("version", "group", "user")
 # The file's names for a feature's three kinds of membership, and the key suffix each is held under.
@@ -77,13 +77,22 @@ def entity_sort_key(name: str) -> tuple[int, str]:
     return (("global", *ENTITY_KINDS).index(kind), name)
 
 
-async def read_state(store: Store) -> tuple[int, Memberships]:
-    """The revision and every membership in Redis, from one atomic snapshot of every flag key."""
+async def read_state(store: Store, skipped: list[str] | None = None) -> tuple[int, Memberships]:
+    """The revision and every membership in Redis, from one atomic snapshot of every flag key.
+
+    A key of another type than its name says (written around Flipper) cannot be read. With `skipped`, it is
+    left out and a warning naming it appended there: what is only shown goes on without it. Without, it is
+    a FlagError naming it: what is written from the state must not guess what that key would hold."""
     keys = [key for key in await store.all_keys() if _is_flag_key(key)]
     revision, contents = await store.snapshot_keys(keys)
     state: Memberships = {}
     for key, content in zip(keys, contents, strict=True):
-        if is_rollout_key(key):  # HGETALL's flat field, value list
+        if isinstance(content, Unreadable):
+            problem = f"key {content.name!r} holds a {content.kind}, not a {content.expected}"
+            if skipped is None:
+                raise FlagError(f"{problem}: Flipper cannot read it; redis-cli DEL it (or mend it), then run again")
+            skipped.append(f"{problem}: left out (redis-cli DEL it, or mend it)")
+        elif is_rollout_key(key):  # HGETALL's flat field, value list
             state.update(((key, field), value) for field, value in zip(content[::2], content[1::2], strict=True))
         else:
             state.update(((key, member), "1") for member in content)

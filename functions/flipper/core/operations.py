@@ -70,11 +70,14 @@ def _audit(actor: object, operation: str, message: object, claimed_by: object = 
 
 @_operation
 async def export(store: Store, settings: Settings) -> dict[str, Any]:
-    """The whole flag state, as a flags file holds it, and the revision it was read at."""
-    revision, state = await memberships.read_state(store)
+    """The whole flag state, as a flags file holds it, and the revision it was read at; with "warnings" when
+    keys had to be left out (the command prints them on stderr)."""
+    skipped: list[str] = []
+    revision, state = await memberships.read_state(store, skipped)
     return {
         "revision": revision,
         "flags": {"flipper": memberships.FILE_FORMAT, "features": memberships.features_of(state)},
+        **({"warnings": skipped} if skipped else {}),
     }
 
 

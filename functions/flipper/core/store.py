@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import secrets
@@ -23,7 +24,15 @@ from flipper.core import replies
 from flipper.core.batches import Batches
 from flipper.core.cache import Cache, Entry
 from flipper.core.connection import StoreError, StoreUnavailable, client_from_settings, script_source, store_errors
-from flipper.core.model import Context, Snapshot, enabled_features, flag_keys, revision_key, rollout_keys
+from flipper.core.model import (
+    Context,
+    Snapshot,
+    enabled_features,
+    flag_keys,
+    is_rollout_key,
+    revision_key,
+    rollout_keys,
+)
 from flipper.core.settings import Settings
 
 logger = logging.getLogger("flipper")
@@ -38,6 +47,21 @@ def _read(context: Context, keys: list[str], split: int, contents: list[list[str
 def cache_from_settings(settings: Settings) -> Cache | None:
     """The instance's cache, or None when FLIPPER_CACHE_MAX_AGE is 0."""
     return Cache(settings.cache_max_age, settings.cache_max_bytes) if settings.cache_max_age > 0 else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A flag key (`name`, prefixed, as redis-cli names it) holding a `kind` other than the one its name says
+    (`expected`), written around Flipper: what `Store.snapshot_keys` reads for it."""
+
+    name: str
+    kind: str
+    expected: str
+
+
+def _kind(key: str) -> str:
+    """The type a flag key's name says it holds, as TYPE answers it."""
+    return "hash" if is_rollout_key(key) else "set"
 
 
 def stamp_key(prefix: str = "") -> str:
@@ -219,9 +243,40 @@ class Store:
 
     async def snapshot_keys(self, keys: list[str]) -> tuple[int, list[Any]]:
         """The revision and the contents of `keys` (unprefixed), read atomically: the evaluation script, told
-        it knows no revision, reads them all (what an operator's list, export and plan are made from)."""
-        raw, *contents = await self._call(self._prefixed(keys), "", "")
-        return self._checked_revision(raw), contents
+        it knows no revision, reads them all (what an operator's list, export and plan are made from).
+
+        A key of another type than its name says (`SET group:bad:positive x`, written around Flipper) fails
+        the script for every key: the keys of other types are then found (TYPE, one round trip) and the
+        rest read again atomically; such a key's contents are `Unreadable`, for the caller to decide.
+        """
+        unreadable: dict[str, Unreadable] = {}
+        while True:
+            readable = [key for key in keys if key not in unreadable]
+            try:
+                raw, *contents = await self._call(self._prefixed(readable), "", "")
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:
+                found = await self._of_other_types(readable) if str(exc).startswith("WRONGTYPE") else {}
+                if not found:  # another error, or the key was mended meanwhile: Redis's own words
+                    raise
+                unreadable |= found
+                continue
+            read = dict(zip(readable, contents, strict=True))
+            return self._checked_revision(raw), [unreadable.get(key) or read[key] for key in keys]
+
+    async def _of_other_types(self, keys: list[str]) -> dict[str, Unreadable]:
+        """The keys (unprefixed) that hold neither nothing nor what their names say: a set, or a rollout's hash."""
+        async with self._command():
+            pipeline = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipeline.type(self.key_prefix + key)
+            types = await pipeline.execute()
+        return {
+            key: Unreadable(self.key_prefix + key, kind, _kind(key))
+            for key, kind in zip(keys, types, strict=True)
+            if kind not in ("none", _kind(key))
+        }
 
     async def write(self, keys: list[str], args: list[str | int]) -> list[str]:
         """Run lua/write.lua on `keys` (unprefixed) after the revision, its stamp and the audit keys, with a
