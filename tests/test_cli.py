@@ -116,7 +116,8 @@ def test_export_then_apply_elsewhere_and_apply_again_changes_nothing(
 def test_apply_reads_stdin_and_prunes(
     flags: redis.Redis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO("flipper: 1\nfeatures:\n  feature_A:\n    enabled: [global]\n"))
+    stdin = io.TextIOWrapper(io.BytesIO(b"flipper: 1\nfeatures:\n  feature_A:\n    enabled: [global]\n"))
+    monkeypatch.setattr(sys, "stdin", stdin)  # with bytes beneath, as a real stdin: apply reads bytes
     code, out, _ = flipper(capsys, "apply", "-", "--prune", "--json")
     assert (code, len(json.loads(out)["changes"])) == (0, 4)
     assert flipper(capsys, "show")[1] == "feature_A\n"
@@ -249,7 +250,7 @@ def test_yaml_1_1_surprises_are_refused_or_read_as_written(
     assert flipper(capsys, "apply", str(path))[:3] == (
         1,
         "",
-        "flipper: error: feature name must be a string, not bool\n",
+        f"flipper: error: {path}, line 3: the key on reads as a bool, not text: quote it: 'on':\n",
     )
     path.write_text("flipper: 1\nfeatures:\n  a:\n    rollout: {global: 010}\n", encoding="utf-8")  # not octal 8
     assert flipper(capsys, "apply", str(path))[0] == 0

@@ -295,7 +295,8 @@ def test_a_file_that_is_not_a_flags_file_is_refused_naming_the_problem(page: Pag
     page.locator("#files").get_by_label("Flags file").set_input_files(bad)
     page.locator("#files").get_by_role("button", name="Show the plan").click()
     expect(page.locator("#error")).to_have_text(
-        "entity 'planet:mars' is not global, version:<v>, group:<g> or user:<u>"
+        "bad.yaml, line 3: feature 'dark', enabled: entity 'planet:mars' is not global, version:<v>, group:<g> or"
+        " user:<u>"
     )
     assert flags.keys("*") == []
 

@@ -308,7 +308,7 @@ async def test_apply_is_refused_when_the_flags_changed_since_the_plan(store: Sto
         ({"flipper": 1, "flags": {}}, "the flags file has unknown top-level key 'flags'"),
         (flags_file({"a": {"on": ["global"]}}), "feature 'a' has unknown key 'on'"),
         (flags_file({"a": {"enabled": "global"}}), "feature 'a': enabled must be a list"),
-        (flags_file({"a": {"enabled": ["everyone"]}}), "entity 'everyone' is not global"),
+        (flags_file({"a": {"enabled": ["everyone"]}}), "feature 'a', enabled: entity 'everyone' is not global"),
         (flags_file({"": {"enabled": ["global"]}}), "feature name is empty"),
         (flags_file({"a": {"rollout": {"global": 101}}}), "feature 'a', rollout at 'global': percentage '101'"),
         (flags_file({"a": {"rollout": {"user:u": 1}}}), "feature 'a': a user has no rollout"),

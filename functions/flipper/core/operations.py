@@ -216,9 +216,12 @@ async def delete(
 
 @_operation
 async def plan(store: Store, settings: Settings, flags_file: object, prune: object = False) -> dict[str, Any]:
-    """The memberships that applying `flags_file` would change, and the revision the plan was made at."""
+    """The memberships that applying `flags_file` would change, and the revision the plan was made at; and
+    `warnings`, when there are any, about names it writes that may look like others (names.lookalike)."""
     revision, changes = await _plan(store, settings, flags_file, prune)
-    return {"revision": revision, "changes": [list(change) for change in changes]}
+    warned = memberships.warnings(changes)
+    result = {"revision": revision, "changes": [list(change) for change in changes]}
+    return {**result, "warnings": warned} if warned else result
 
 
 @_operation

@@ -20,7 +20,7 @@ import click
 
 from flipper.core import devstore
 from flipper.core.connection import StoreError, StoreUnavailable
-from flipper.core.memberships import ENTITY_KINDS, FlagError, check_flags, entity
+from flipper.core.memberships import ENTITY_KINDS, FlagError, entity
 from flipper.core.settings import Settings, SettingsError
 from flipper.operate import flagsfile
 from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend
@@ -48,8 +48,6 @@ def _failures() -> Iterator[None]:
         raise Failure(f"the flag store answered with an error: {exc}") from None
     except OSError as exc:
         raise Failure(str(exc)) from None
-    except UnicodeDecodeError as exc:  # a flags file that is not UTF-8
-        raise Failure(f"not UTF-8: {exc}") from None
 
 
 class Target:
@@ -341,7 +339,7 @@ def export(target: Target, output: Path | None) -> None:
     """The whole flag state as a flags file (YAML) to review in git; `flipper apply` reads it back."""
     result = target.run("export")
     text = (
-        json.dumps(result["flags"], ensure_ascii=False, indent=2) + "\n"
+        json.dumps(flagsfile.as_data(result["flags"]), ensure_ascii=False, indent=2) + "\n"
         if target.as_json
         else flagsfile.dumps(result["flags"])
     )
@@ -369,10 +367,10 @@ def apply(ctx: click.Context, target: Target, file: str, dry_run: bool, prune: b
     FILE is the full desired state of the features it names. Applying it twice changes nothing the second time.
     """
     with _failures():
-        with click.open_file(file, encoding="utf-8") as stream:
-            document = flagsfile.loads(stream.read(), file)
-        # Checked here too, as the function would: JSON would quietly make a YAML key such as `on` (true) "true".
-        check_flags(document, Settings.from_environ())
+        with click.open_file(file, "rb") as stream:  # bytes: flagsfile names the line of any that are not UTF-8
+            text = flagsfile.decode(stream.read(flagsfile.MAX_BYTES + 1), file)
+        # Checked here, where the lines are known, as well as by the function.
+        document = flagsfile.read(text, file, Settings.from_environ())
     planned = target.run("plan", flags_file=document, prune=prune)
     changes = planned["changes"]
     if not target.as_json:

@@ -43,7 +43,7 @@ from flipper.operate.text import change_text
 
 HERE = Path(__file__).parent
 HISTORY_LIMIT = 20
-MAX_UPLOAD = 1024 * 1024  # refused above this: far beyond any flags file an operator would review
+MAX_UPLOAD = flagsfile.MAX_BYTES  # the largest form part: a flags file, bounded as `flipper apply` bounds it
 # No inline script or style, nothing from elsewhere, no framing: the page only talks to this server.
 HEADERS = {
     "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -304,12 +304,11 @@ class Console:
         try:
             if not isinstance(upload, UploadFile) or not upload.filename:
                 raise FlagError("choose a flags file to apply")
-            text = await _upload_text(upload)
             source = upload.filename
+            text = flagsfile.decode(await upload.read(flagsfile.MAX_BYTES + 1), source)
+            document = await _parsed(text, source, self.backend)
             await self.current(form)
-            planned = await self.backend.call(
-                "plan", {"flags_file": flagsfile.loads(text, source), "prune": _field(form, "prune") == "1"}
-            )
+            planned = await self.backend.call("plan", {"flags_file": document, "prune": _field(form, "prune") == "1"})
         except CONSOLE_ERRORS as exc:
             return await self.failed(view, form, exc)
         fields = {"source": source, "prune": _field(form, "prune")}
@@ -320,7 +319,7 @@ class Console:
         form = await self.form(request)
         source = _field(form, "source")
         try:
-            document = flagsfile.loads(_field(form, "flags_text"), source)
+            document = await _parsed(_field(form, "flags_text"), source, self.backend)
         except FlagError as exc:
             return await self.failed(View.of(_back(form)), form, exc)
         result = await self.write(form, "apply", {"flags_file": document, "prune": _field(form, "prune") == "1"})
@@ -428,14 +427,10 @@ def _page_revision(form: FormData) -> int:
         raise FlagError("the form has no revision: reload the page") from None
 
 
-async def _upload_text(upload: UploadFile) -> str:
-    data = await upload.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        raise FlagError(f"{upload.filename} is larger than {MAX_UPLOAD // 1024} KiB")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FlagError(f"{upload.filename} is not UTF-8 text") from None
+async def _parsed(text: str, source: str, backend: Backend) -> Any:
+    """An uploaded flags file read and checked (flagsfile.read), on a thread: a MiB of YAML takes seconds
+    to parse, and the event loop answers every other request meanwhile."""
+    return await asyncio.to_thread(flagsfile.read, text, source, _settings(backend))
 
 
 def _settings(backend: Backend) -> Settings:
