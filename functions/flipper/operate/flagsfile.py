@@ -75,7 +75,7 @@ class _Loader(yaml.SafeLoader):
     is written in plain decimal, and anything else stays text (which the checks then name).
 
     Refused while composing, before anything is built: aliases and anchors (nine levels of nine aliases are
-    500 bytes that expand to 9**9 values), merge keys, nesting deeper than MAX_DEPTH, keys that are not text
+    300 bytes that expand to 9**9 values), merge keys, nesting deeper than MAX_DEPTH, keys that are not text
     and duplicate keys (which YAML would let the last one win)."""
 
     def __init__(self, stream: str) -> None:
@@ -110,7 +110,7 @@ class _Loader(yaml.SafeLoader):
                 raise _Refused("merge keys (<<) are not allowed in a flags file: write the keys out", key.start_mark)
             if key.tag != _STR:  # `on`, `yes`, `123`, `null`, `2024-01-01`: YAML reads them as something else
                 kind = key.tag.rpartition(":")[2]
-                article = "an" if kind[:1] in tuple("aeiou") else "a"
+                article = "an" if kind.startswith(tuple("aeiou")) else "a"
                 raise _Refused(
                     f"the key {key.value} reads as {article} {kind}, not text: quote it: '{key.value}':", key.start_mark
                 )
