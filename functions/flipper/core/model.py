@@ -10,6 +10,7 @@ level starts with a distinct word, so no identifier, whatever colons it holds, c
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import zlib
 from collections.abc import Collection, Mapping, Sequence
@@ -19,6 +20,26 @@ POSITIVE = "positive"
 NEGATIVE = "negative"
 ROLLOUT = "rollout"
 REVISION = "revision"  # a string integer every write through Flipper INCRs (absent: 0)
+# Typed flags (docs/how-it-works.md, Values and variants): `<entity>:values` hashes (field: feature, value: the
+# feature's value there, canonical JSON), the `global:variants` hash (field: feature, value: its variants, a
+# canonical JSON array of {"name", "weight", "value"}), and `features`, the set of every feature the write
+# path has written (what makes a flag known beyond the keys a caller reads).
+VALUES = "values"
+VARIANTS = "variants"
+REGISTRY = "features"
+MAX_VALUE_BYTES = 4096  # a value's canonical JSON, in UTF-8 bytes
+HASH_KINDS = (ROLLOUT, VALUES, VARIANTS)  # keys read with HGETALL and written field by field
+
+
+def canonical_json(value: Any) -> str:
+    """`value` as the store holds it: compact, keys sorted, UTF-8 text as is; so equal values are equal text."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
+def is_hash_key(key: str) -> bool:
+    """Whether `key` is a hash (a rollout, values or variants), not a set: what the scripts read and write it with."""
+    return key.rpartition(":")[2] in HASH_KINDS
+
 
 # A percentage as written in a rollout hash, the CLI or an export: digits, optionally a dot and one to three
 # more; ASCII only (no sign, exponent, blank, nan or inf). At most 100, checked after.
