@@ -16,7 +16,7 @@ import redis
 
 from bench.servers import RedisServer, free_port
 from flipper.core import devstore
-from flipper.operate.backends import RedisBackend
+from flipper.operate.backends import DIRECT, RedisBackend
 from flipper.operate.cli import main
 
 
@@ -57,10 +57,25 @@ def test_the_walk_through_writes_with_the_cli_serve_the_same_answers(
     ]
     code, out, _ = flipper(capsys, "history", "--json")
     [entry] = json.loads(out)["entries"]
-    assert (entry["actor"], entry["operation"], entry["message"]) == ("ana", "enable", "try")
+    # Directly on Redis nothing proves who ran the command: --actor (or user@host) is recorded as a claim.
+    assert (entry["actor"], entry["claimed_by"], entry["operation"], entry["message"]) == (
+        DIRECT,
+        "ana",
+        "enable",
+        "try",
+    )
     history = flipper(capsys, "history")[1].splitlines()
     assert history[0].split() == ["ENTRY", "TIME", "ACTOR", "OPERATION", "CHANGES", "MESSAGE"]
-    assert history[1].split()[2:] == ["ana", "enable", "special_g1_feature", "enabled", "at", "group:g1", "try"]
+    assert history[1].split()[2:] == [
+        "ana",
+        "(claimed)",
+        "enable",
+        "special_g1_feature",
+        "enabled",
+        "at",
+        "group:g1",
+        "try",
+    ]
 
 
 def test_explain_and_show_print_json_for_scripts(flags: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,7 +1,8 @@
 """Where an operator's commands run: on Redis directly, or inside the deployed function.
 
 Both run `flipper.core.operations` by name with JSON arguments, so the CLI and the console behave the same on
-either path. Directly, the actor is the OS user and host (or `--actor`). Through the function, the command
+either path. Directly, nothing proves who runs the command: the OS user and host (or `--actor`) are recorded
+as claimed, beside the actor DIRECT. Through the function, the command
 sends the caller's ARN from STS; the function records it as the actor only when the request came signed
 through the stack's operator Function URL, and as claimed on a raw invoke (docs/operate.md, "Who made a change").
 """
@@ -29,11 +30,21 @@ from flipper.operate.admin import EVENT_KEY, OPERATOR_PATH
 
 
 class Backend(Protocol):
-    actor: str
+    actor: str  # what the audit records as the actor, or what the function is told (it decides)
+    claimed_by: str | None  # who the operator says they are, where nothing proves it
 
     async def call(self, operation: str, arguments: dict[str, Any]) -> dict[str, Any]: ...
 
     async def aclose(self) -> None: ...
+
+
+def audit_arguments(backend: Backend) -> dict[str, str]:
+    """The `actor` (and `claimed_by`) a write operation is given on `backend`."""
+    return {"actor": backend.actor, **({"claimed_by": backend.claimed_by} if backend.claimed_by else {})}
+
+
+# Directly on Redis nothing proves who runs a command: anyone holding its credentials can write any entry.
+DIRECT = "redis (caller unverified)"
 
 
 def local_actor() -> str:
@@ -51,7 +62,7 @@ class RedisBackend:
     def __init__(self, settings: Settings, actor: str | None = None) -> None:
         timeout = max(settings.command_timeout, OPERATOR_COMMAND_TIMEOUT)
         self.settings = dataclasses.replace(settings, command_timeout=timeout)
-        self.actor = actor or local_actor()
+        self.actor, self.claimed_by = DIRECT, actor or local_actor()
         self._store: Store | None = None
 
     async def call(self, operation: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +105,8 @@ class FunctionBackend:
                 raise FunctionError(f"stack {stack!r} has no FunctionName output; is it Flipper's?")
             self.function = function or outputs["FunctionName"]
             self.url = None if function else outputs.get("OperatorUrl")
-            self.actor = self._session.client("sts").get_caller_identity()["Arn"]
+            # Sent as the actor; the function records it as such only when Lambda authenticated it (the URL).
+            self.actor, self.claimed_by = self._session.client("sts").get_caller_identity()["Arn"], None
             self._lambda = self._session.client("lambda")
 
     def _outputs(self, stack: str) -> dict[str, str]:

@@ -23,8 +23,8 @@ from flipper.core.connection import StoreError, StoreUnavailable
 from flipper.core.memberships import ENTITY_KINDS, FlagError, entity
 from flipper.core.settings import Settings, SettingsError
 from flipper.operate import flagsfile
-from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend
-from flipper.operate.text import change_text, shown
+from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend, audit_arguments
+from flipper.operate.text import change_text, shown, who
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,7 +81,7 @@ class Target:
             backend = self.backend()
             try:
                 if name in _WRITES:
-                    arguments = {**arguments, "actor": backend.actor}
+                    arguments = {**arguments, **audit_arguments(backend)}
                 result = await backend.call(name, arguments)
             finally:
                 await backend.aclose()
@@ -397,7 +397,7 @@ def history(target: Target, feature: str | None, limit: int) -> None:
         [
             entry["id"],
             entry["time"],
-            entry["actor"],
+            who(entry),
             entry["operation"] + (f" {entry['undoes']}" if "undoes" in entry else ""),
             _summary(entry["changes"]),
             entry.get("message", ""),

@@ -38,8 +38,8 @@ from flipper.core.memberships import FlagError
 from flipper.core.settings import Settings, without_password
 from flipper.core.writes import Refused
 from flipper.operate import flagsfile
-from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend
-from flipper.operate.text import change_text
+from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend, audit_arguments
+from flipper.operate.text import change_text, who
 
 HERE = Path(__file__).parent
 HISTORY_LIMIT = 20
@@ -175,6 +175,7 @@ class Console:
             lstrip_blocks=True,
         )
         self.templates.filters["describe"] = change_text
+        self.templates.filters["who"] = who
         self.templates.filters["sign"] = _sign
 
     # Reads
@@ -212,7 +213,7 @@ class Console:
         template = self.templates.get_template("console.html")
         html = template.render(
             context,
-            actor=self.backend.actor,
+            actor=who(audit_arguments(self.backend)),
             target=self.target,
             csrf=self.guard.csrf,
             back=view.query(),
@@ -290,7 +291,7 @@ class Console:
         if found is None:
             return await self.render(view, status=400, error=f"no entry {entry!r} in the last {HISTORY_LIMIT}")
         changes = _changes(state, [(key, feature, before) for key, feature, before, _ in found["changes"]])
-        dialog = Dialog(f"Undo entry {entry} by {found['actor']}", "/undo", {"entry": entry}, changes)
+        dialog = Dialog(f"Undo entry {entry} by {who(found)}", "/undo", {"entry": entry}, changes)
         return await self.confirm(view, state["revision"], dialog)
 
     async def undo(self, request: Request) -> Response:
@@ -351,7 +352,7 @@ class Console:
         try:
             revision = _page_revision(form)
             return await self.backend.call(
-                operation, {**arguments, "actor": self.backend.actor, "message": message, "revision": revision}
+                operation, {**arguments, **audit_arguments(self.backend), "message": message, "revision": revision}
             )
         except CONSOLE_ERRORS as exc:
             return await self.failed(View.of(_back(form)), form, exc)
@@ -520,7 +521,7 @@ def serve(backend: Backend, host: str, port: int) -> None:
     port = sock.getsockname()[1]
     guard = guard_for(host, port)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    print(f"Flipper console for {describe(backend)}, acting as {backend.actor}", flush=True)
+    print(f"Flipper console for {describe(backend)}, acting as {who(audit_arguments(backend))}", flush=True)
     if not _is_loopback(host):
         print(f"warning: serving on {host}, not loopback: anyone with the address below can change flags", flush=True)
     print(f"Open http://{shown}:{port}/?token={guard.token}  (Ctrl-C stops)", flush=True)
