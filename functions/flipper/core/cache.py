@@ -22,9 +22,11 @@ import collections
 import sys
 import time
 from collections.abc import Callable, Collection, Hashable, Mapping
+from typing import Any
 
-# A cached key's contents: the members of a set, or a rollout's thousandths per feature.
-Contents = frozenset[str] | Mapping[str, int]
+# A cached key's contents: the members of a set, a rollout's thousandths per feature, a values hash's values
+# per feature (`model.Value`), or the variants per feature (tuples of `model.Variant`).
+Contents = frozenset[str] | Mapping[str, Any]
 _OVERHEAD = 200  # bytes per cache slot besides its contents: the entry, the LRU's node, the key
 
 
@@ -37,6 +39,13 @@ class Entry:
     def __init__(self, contents: Contents, revision: int, read_at: float, stamp: str | None = None) -> None:
         self.contents, self.revision, self.stamp, self.read_at = contents, revision, stamp, read_at
         self.size = _OVERHEAD + sys.getsizeof(contents) + sum(map(sys.getsizeof, contents))
+        if isinstance(contents, Mapping):  # what the features map to: percentages, values, variants
+            self.size += sum(map(_size, contents.values()))
+
+
+def _size(item: object) -> int:
+    """A hash's field value in bytes: a tuple of variants counted with each variant (their `__sizeof__`)."""
+    return sys.getsizeof(item) + (sum(map(sys.getsizeof, item)) if isinstance(item, tuple) else 0)
 
 
 class Answer:

@@ -29,19 +29,33 @@ from flipper.core.model import (
     Snapshot,
     enabled_features,
     flag_keys,
-    is_rollout_key,
+    is_hash_key,
+    registry_key,
     revision_key,
     rollout_keys,
+    value_keys,
+    variants_key,
 )
 from flipper.core.settings import Settings
 
 logger = logging.getLogger("flipper")
 
 
-def _read(context: Context, keys: list[str], split: int, contents: list[list[str]]) -> Snapshot:
-    """A snapshot from the contents of every key (`keys[:split]` the sets, the rest rollouts), uncached."""
-    rollouts = [replies.percentages(key, flat) for key, flat in zip(keys[split:], contents[split:], strict=True)]
-    return Snapshot(context, contents[:split], rollouts)
+def _snapshot(context: Context, contents: list[Any], registry: bool, stamp: tuple[object, ...] = ()) -> Snapshot:
+    """A snapshot from the contents of each of `Store.snapshot`'s keys, in their order: the sets, the rollouts,
+    the values, the variants, and the registry when it was read."""
+    sets, rollouts = len(flag_keys(context)), len(rollout_keys(context))
+    values = sets + rollouts
+    variants = values + len(context.entities())
+    return Snapshot(
+        context,
+        contents[:sets],
+        contents[sets:values],
+        contents[values:variants],
+        contents[variants],
+        contents[variants + 1] if registry else None,
+        stamp=stamp,
+    )
 
 
 def cache_from_settings(settings: Settings) -> Cache | None:
@@ -61,12 +75,12 @@ class Unreadable:
 
 def _kind(key: str) -> str:
     """The type a flag key's name says it holds, as TYPE answers it."""
-    return "hash" if is_rollout_key(key) else "set"
+    return "hash" if is_hash_key(key) else "set"
 
 
 def stamp_key(prefix: str = "") -> str:
     """`[prefix]revision:stamp`: the random token the last write through the write path set, the revision's
-    beside its count (lua/evaluate.lua). No entity's key can be it (those end in a polarity or `:rollout`)."""
+    beside its count (lua/evaluate.lua). No entity's key can be it (those end in a polarity or a hash kind)."""
     return f"{revision_key(prefix)}:stamp"
 
 
@@ -142,26 +156,29 @@ class Store:
         """The features enabled for `context`, sorted by code point."""
         return enabled_features(await self.snapshot(context))
 
-    async def snapshot(self, context: Context) -> Snapshot:
-        """The members of each of `flag_keys(context)` and the percentages of each of `rollout_keys(context)`,
-        from one script call. What answers, reasons and explanations are computed from (`model`).
+    async def snapshot(self, context: Context, *, registry: bool = False) -> Snapshot:
+        """The members of each of `flag_keys(context)`, the percentages of each of `rollout_keys(context)`, the
+        values of each of `value_keys(context)`, the variants, and with `registry` the registry, from one
+        script call. What answers, reasons and explanations are computed from (`model`).
 
         With a cache, the keys it holds at the current revision are not sent again, and the snapshot's
         `stamp` names the cache entries it was built from (for answer reuse).
         """
-        sets = flag_keys(context, self.key_prefix)
-        keys = sets + rollout_keys(context, self.key_prefix)
+        prefix = self.key_prefix
+        sets = flag_keys(context, prefix)
+        keys = [*sets, *rollout_keys(context, prefix), *value_keys(context, prefix), variants_key(prefix)]
+        if registry:
+            keys.append(registry_key(prefix))
         if self._batches is None:
             _, *contents = await self._call(keys, "", "0" * len(keys))
-            return _read(context, keys, len(sets), contents)
+            # The sets as read (lists: the rule takes any collection); the rest parsed, as the cache holds them.
+            parsed = [
+                replies.contents(key, raw) for key, raw in zip(keys[len(sets) :], contents[len(sets) :], strict=True)
+            ]
+            return _snapshot(context, contents[: len(sets)] + parsed, registry)
         read, cached = await self._batches.ask(keys)  # concurrent evaluations share one call (`batches`)
         entries = [read[key] for key in keys]
-        return Snapshot(
-            context,
-            [entry.contents for entry in entries[: len(sets)]],
-            [entry.contents for entry in entries[len(sets) :]],
-            stamp=tuple(entries) if cached else (),
-        )
+        return _snapshot(context, [entry.contents for entry in entries], registry, tuple(entries) if cached else ())
 
     async def _call(self, keys: list[str], known: str, held: str) -> str | list[Any]:
         """The script's reply: the revision alone, or the revision and the contents of the keys not `held`."""
