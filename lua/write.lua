@@ -1,14 +1,16 @@
 -- Flipper's write script: every change to the flags, applied, counted and audited in one atomic step.
 --
--- KEYS[1] the revision counter, KEYS[2] the revision's stamp, KEYS[3] the audit stream, KEYS[4..] the flag
--- keys the change touches:
--- sets (`...:positive`, `...:negative`) and rollout hashes (`...:rollout`). Every key is declared, so the
--- script runs in a cluster (all keys share the prefix's hash tag) and on ElastiCache Serverless.
+-- KEYS[1] the revision counter, KEYS[2] the revision's stamp, KEYS[3] the audit stream, KEYS[4] the registry
+-- (`features`, the set of every feature this path has given a membership), KEYS[5..] the flag keys the
+-- change touches: sets (`...:positive`, `...:negative`) and hashes written field by field (`...:rollout`,
+-- `...:values`, `global:variants`). Every key is declared, so the script runs in a cluster (all keys share
+-- the prefix's hash tag) and on ElastiCache Serverless.
 -- ARGV[1] the revision the change was planned against ('' for any), ARGV[2] the stamp this change sets
 -- (random, chosen by the caller: see lua/evaluate.lua), ARGV[3] the audit stream's MAXLEN, ARGV[4] the key
 -- prefix's length in bytes (audit entries name keys without it), ARGV[5] n, then n pairs of audit fields
 -- (actor, operation, ...), then one triple per membership: KEYS index, member, wanted value.
--- A value is '1' for a set member, a percentage for a rollout field, '' for absent.
+-- A value is '1' for a set member, a percentage for a rollout field, canonical JSON for a values or variants
+-- field, '' for absent. A triple may name the registry itself (KEYS[4]): `delete` takes a feature out of it.
 --
 -- Answers {'ok', revision, entry id, changes as JSON}, {'unchanged', revision}, {'stale', revision} or
 -- {'wrongtype', key}. Nothing is written unless every check passes, and nothing at all when no
@@ -28,12 +30,14 @@ if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= revision then
 end
 
 -- Refuse before the first write: Redis does not roll a script back when a command in it fails.
-local function is_rollout(key)
-  return string.sub(key, -8) == ':rollout'
+-- A key's kind is its last word, as model.is_hash_key reads it (no identifier can make a key end in another).
+local hashes = {rollout = true, values = true, variants = true}
+local function is_hash(key)
+  return hashes[string.match(key, ':(%a+)$') or ''] == true
 end
 for i = 4, #KEYS do
   local kind = redis.call('TYPE', KEYS[i])['ok']
-  if kind ~= 'none' and kind ~= (is_rollout(KEYS[i]) and 'hash' or 'set') then
+  if kind ~= 'none' and kind ~= (is_hash(KEYS[i]) and 'hash' or 'set') then
     return {'wrongtype', KEYS[i]}
   end
 end
@@ -48,7 +52,7 @@ local changes = {}
 for i = first, #ARGV, 3 do
   local key, member, wanted = KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2]
   local before
-  if is_rollout(key) then
+  if is_hash(key) then
     before = redis.call('HGET', key, member) or ''
     if before ~= wanted then
       if wanted == '' then redis.call('HDEL', key, member) else redis.call('HSET', key, member, wanted) end
@@ -61,6 +65,11 @@ for i = first, #ARGV, 3 do
   end
   if before ~= wanted then
     changes[#changes + 1] = {string.sub(key, prefix_length + 1), member, before, wanted}
+    -- Known from now on (what makes a flag found, not FLAG_NOT_FOUND): implied by the membership given, not a
+    -- change of its own. The registry's own triple (delete's) says for itself what it wants.
+    if wanted ~= '' and key ~= KEYS[4] then
+      redis.call('SADD', KEYS[4], member)
+    end
   end
 end
 if #changes == 0 then

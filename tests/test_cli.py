@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from bench.servers import RedisServer, free_port
-from flipper.core import devstore
+from flipper.core import devstore, model
 from flipper.operate.backends import DIRECT, RedisBackend
 from flipper.operate.cli import main
 
@@ -337,3 +337,68 @@ def test_the_warnings_of_a_result_are_printed_escaped_on_stderr_and_kept_in_json
     code, out, err = flipper(capsys, "list", "--json")
     assert (code, json.loads(out)["warnings"]) == (0, ["key 'global:positive\n' is a string"])
     assert err == "flipper: warning: key 'global:positive\\n' is a string\n"
+
+
+def test_value_and_variants_set_clear_explain_and_history(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flipper(capsys, "enable", "button_color", "--global")
+    code, out, err = flipper(capsys, "value", "button_color", '"blue"', "--global")
+    assert (code, err) == (0, "")
+    assert out.startswith('set button_color to "blue" at global (revision 2, entry ')
+    flipper(capsys, "value", "button_color", '{"shade": "green", "alpha": 1}', "--group", "beta")
+    assert flags.hgetall("group:beta:values") == {"button_color": '{"alpha":1,"shade":"green"}'}
+    assert flipper(capsys, "explain", "button_color", "--group", "beta", "--user", "alice")[1].splitlines() == [
+        "button_color: on (STATIC)",
+        "  enabled by  global:positive",
+        '  value       {"alpha":1,"shade":"green"} from group:beta:values',
+    ]
+    code, out, _ = flipper(capsys, "value", "button_color", "--clear", "--group", "beta", "--json")
+    assert (code, json.loads(out)["changes"]) == (
+        0,
+        [["group:beta:values", "button_color", '{"alpha":1,"shade":"green"}', ""]],
+    )
+    assert flipper(capsys, "value", "button_color", "--clear", "--group", "beta")[1] == (
+        "button_color has no value at group:beta; nothing changed (revision 4)\n"
+    )
+    flipper(capsys, "enable", "checkout", "--global")
+    code, out, _ = flipper(capsys, "variants", "checkout", 'classic=50:"classic"', 'one_page=50:{"steps": 1}')
+    assert (code, out.split(" (")[0]) == (0, "split checkout between classic, one_page")
+    explained = flipper(capsys, "explain", "checkout", "--user", "alice")[1].splitlines()
+    bucket = model.variant_bucket("checkout", "alice")
+    assert (
+        explained[-1] == f"  variant     {'classic' if bucket < 50_000 else 'one_page'}: user's variant bucket {bucket}"
+    )
+    history = flipper(capsys, "history", "checkout")[1]
+    assert 'checkout variants: - → classic=50:"classic", one_page=50:{"steps":1}' in history
+    assert flipper(capsys, "variants", "checkout", "--clear")[1].startswith("cleared checkout's variants (revision ")
+    assert flags.exists("global:variants") == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (
+            ["value", "f", "blue", "--global"],
+            """VALUE 'blue' is not JSON (Expecting value): a string is quoted, as '"blue"'""",
+        ),
+        (["value", "f", "--global"], "give a VALUE (JSON) or --clear"),
+        (["value", "f", "1", "--clear", "--global"], "give a VALUE (JSON) or --clear"),
+        (["value", "f", "null", "--user", "u"], "a value must be a string, number, object or array, not null"),
+        (["value", "f", "1"], "give exactly one of --global, --version, --group or --user"),
+        (["variants", "f", "a=60:1", "b=30:2"], "the variants' weights sum to 90, not 100"),
+        (["variants", "f", "a:1"], "variant 'a:1' is not NAME=WEIGHT:VALUE"),
+        (["variants", "f", "a=50:1", "a=50:2"], "variant 'a' is given twice"),
+        (["variants", "f", "a=100:x"], "variant 'a''s VALUE 'x' is not JSON"),
+        (["variants", "f"], "give the variants (NAME=WEIGHT:VALUE ...) or --clear"),
+        (["variants", "f", "a=100:1", "--clear"], "give the variants (NAME=WEIGHT:VALUE ...) or --clear"),
+    ],
+)
+def test_a_bad_value_or_variant_is_one_line_exit_1_and_writes_nothing(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str], argv: list[str], error: str
+) -> None:
+    code, out, err = flipper(capsys, *argv)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"flipper: error: {error}")
+    assert err.count("\n") == 1
+    assert flags.get("revision") is None

@@ -344,6 +344,28 @@ async def test_the_write_path_works_in_one_slot_on_the_cluster(
     await store.aclose()
 
 
+async def test_values_variants_and_the_registry_are_written_in_one_slot_on_the_cluster(
+    cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    """A value, variants and delete (which takes the feature out of the registry) run on the cluster: the registry
+    is declared to the script beside the flag keys, under the prefix's hash tag."""
+    settings = patient(Settings(redis_url=cluster[1].url, redis_cluster=True, key_prefix=PREFIX, audit_length=100))
+    store = Store.from_settings(settings)
+    variants = {"a": {"weight": 25, "value": "A"}, "b": {"weight": 75, "value": [1]}}
+    for arguments in (
+        {"operation": "value", "feature": "typed", "entity": "group:g1", "value": {"n": 1}},
+        {"operation": "variants", "feature": "typed", "entity": "global", "variants": variants},
+    ):
+        await operations.run(store, settings, "change", {**arguments, "actor": "t"})
+    assert writer.smembers(PREFIX + "features") == {"typed"}
+    exported = await operations.run(store, settings, "export", {})
+    assert exported["flags"]["features"]["typed"] == {"values": {"group:g1": {"n": 1}}, "variants": variants}
+    deleted = await operations.run(store, settings, "delete", {"feature": "typed", "actor": "t"})
+    assert sorted(change[0] for change in deleted["changes"]) == ["features", "global:variants", "group:g1:values"]
+    assert writer.exists(PREFIX + "features", PREFIX + "global:variants", PREFIX + "group:g1:values") == 0
+    await store.aclose()
+
+
 async def test_export_on_a_cluster_leaves_a_key_of_another_type_out_naming_it(
     cluster: list[RedisServer], writer: RedisCluster
 ) -> None:

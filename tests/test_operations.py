@@ -111,6 +111,7 @@ async def test_delete_takes_the_feature_out_of_every_set_and_rollout(store: Stor
     await change(store, "rollout", "a", "group:g1", percentage=5)
     result = await run(store, "delete", feature="a", actor=ACTOR)
     assert sorted(change[0] for change in result["changes"]) == [
+        "features",  # out of the registry too: the API no longer knows it
         "group:g1:rollout",
         "user:u9:negative",
         "version:v1:positive",
@@ -335,6 +336,15 @@ def random_flags(rng: random.Random) -> dict[str, Any]:
         rollouts = {e: rng.choice([1, 33.333, 50, 99.9]) for e in entities[:6] if rng.random() < 0.15}
         if rollouts:
             entry["rollout"] = rollouts
+        values = {
+            e: rng.choice(["blue", 7, 2.5, {"limit": [1, None, True]}, [], "zoë"])
+            for e in entities
+            if rng.random() < 0.1
+        }
+        if values:
+            entry["values"] = values
+        if rng.random() < 0.2:
+            entry["variants"] = {"a": {"weight": 33.333, "value": "A"}, "b": {"weight": 66.667, "value": {"n": 2}}}
         document[feature] = entry
     return flags_file(document)
 

@@ -2,30 +2,46 @@
 
 A membership is one fact Redis holds: `(key, feature) -> value`, with the key unprefixed. A set key
 (`version:v1:positive`) holds a feature or not (value "1"); a rollout hash (`group:beta:rollout`) holds a
-percentage for it. Absent memberships are not stored: "" is absent everywhere, as in lua/write.lua.
+percentage for it; a values hash (`group:beta:values`) its value there, and `global:variants` its variants,
+as canonical JSON (model.canonical_json: equal values are equal text, so a plan compares text). Absent
+memberships are not stored: "" is absent everywhere, as in lua/write.lua.
 Flags written with plain `redis-cli SADD` are memberships like any other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from flipper.core import names
-from flipper.core.model import NEGATIVE, POSITIVE, ROLLOUT, is_rollout_key, parse_percentage
+from flipper.core.model import (
+    MAX_VALUE_BYTES,
+    NEGATIVE,
+    POSITIVE,
+    ROLLOUT,
+    VALUES,
+    VARIANTS,
+    canonical_json,
+    is_hash_key,
+    parse_percentage,
+)
 from flipper.core.settings import Settings
 from flipper.core.store import Store, Unreadable
 
 ENTITY_KINDS = ("version", "group", "user")
-# The file's names for a feature's three kinds of membership, and the key suffix each is held under.
-FIELDS = {"enabled": POSITIVE, "disabled": NEGATIVE, "rollout": ROLLOUT}
+# The file's names for a feature's kinds of membership, and the key suffix each is held under.
+FIELDS = {"enabled": POSITIVE, "disabled": NEGATIVE, "rollout": ROLLOUT, "values": VALUES, "variants": VARIANTS}
 FILE_FORMAT = 1
+# Collections a value may nest, itself included: in a flags file a variant's value sits five collections
+# deep, so that an export of any value stays within the file's eight (flagsfile.MAX_DEPTH).
+MAX_VALUE_DEPTH = 3
 
 Memberships = dict[tuple[str, str], str]
 
-_FLAG_KEY = re.compile(r"(global|(?:version|group|user):.+):(positive|negative|rollout)", re.DOTALL)
+_FLAG_KEY = re.compile(r"(global|(?:version|group|user):.+):(positive|negative|rollout|values|variants)", re.DOTALL)
 
 
 class FlagError(ValueError):
@@ -73,8 +89,101 @@ def percentage(value: object) -> str:
     thousandths = None if isinstance(value, bool) else parse_percentage(text)
     if thousandths is None:
         raise FlagError(f"percentage {text!r} is not a number from 0 to 100 with at most three decimals")
+    return _percent(thousandths)
+
+
+def _percent(thousandths: int) -> str:
     whole, fraction = divmod(thousandths, 1000)
     return f"{whole}.{fraction:03d}".rstrip("0") if fraction else str(whole)
+
+
+def value_json(value: object) -> str:
+    """A feature's value as a values hash holds it: canonical JSON of a string, number, object or array (not
+    null, not a boolean: those are what a flag without a value answers), at most MAX_VALUE_BYTES."""
+    if value is None or isinstance(value, bool):
+        raise FlagError(f"a value must be a string, number, object or array, not {json.dumps(value)}")
+    _check_json(value, MAX_VALUE_DEPTH)
+    text = canonical_json(value)
+    size = len(text.encode("utf-8"))
+    if size > MAX_VALUE_BYTES:
+        raise FlagError(f"the value is {size} bytes as JSON, more than the {MAX_VALUE_BYTES} a value may hold")
+    return text
+
+
+def _check_json(value: object, depth: int) -> None:
+    """Refuse what JSON cannot hold (a YAML date, say), naming it, rather than let json.dumps guess; and more
+    than `depth` collections nested."""
+    if isinstance(value, (dict, list)) and depth == 0:
+        raise FlagError(f"the value nests collections more than {MAX_VALUE_DEPTH} deep")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise FlagError(f"the value has key {key!r}, which is not text: JSON keys are text (quote it)")
+            _check_json(key, depth - 1)
+            _check_json(item, depth - 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth - 1)
+    elif isinstance(value, str):
+        if not _is_utf8(value):
+            raise FlagError("the value holds text that is not valid UTF-8 (a lone surrogate)")
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise FlagError(f"the value holds {value}, which JSON cannot hold")
+    elif value is not None and not isinstance(value, (bool, int)):
+        raise FlagError(f"the value holds {value!r}, a {type(value).__name__}, which JSON cannot hold: quote it")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_variants(variants: object, settings: Settings) -> dict[str, dict[str, Any]]:
+    """A feature's variants in the file's shape, `{name: {weight, value}}` in their order, checked: names as
+    check_name, weights percentages (as numbers) summing to exactly 100, values as value_json."""
+    if not isinstance(variants, dict) or not variants:
+        raise FlagError("variants must map each variant's name to its weight and value")
+    checked: dict[str, dict[str, Any]] = {}
+    total = 0
+    for name, variant in variants.items():
+        with _at("", name):
+            where = f"variant {check_name('variant name', name, settings)!r}"
+        if not isinstance(variant, dict):
+            raise FlagError(f'{where} must map weight and value, as {{weight: 50, value: "blue"}}', (name,))
+        unknown = sorted(map(str, set(variant) - {"weight", "value"}))
+        if unknown:
+            raise FlagError(f"{where} has unknown key {unknown[0]!r}; expected weight and value", (name, unknown[0]))
+        for needed in ("weight", "value"):
+            if needed not in variant:
+                raise FlagError(f"{where} has no {needed}", (name,))
+        with _at(f"{where}, weight: ", name, "weight"):
+            weight = percentage(variant["weight"])
+        with _at(f"{where}: ", name, "value"):
+            value_json(variant["value"])
+        total += parse_percentage(weight) or 0  # never 0 for a weight `percentage` gave: for the type checker
+        checked[name] = {"weight": float(weight) if "." in weight else int(weight), "value": variant["value"]}
+    if total != 100_000:
+        raise FlagError(f"the variants' weights sum to {_percent(total)}, not 100")
+    return checked
+
+
+def variants_json(variants: Mapping[str, Mapping[str, Any]]) -> str:
+    """Checked variants (check_variants) as global:variants holds them: a canonical JSON array, in order."""
+    return canonical_json([{"name": name, **variant} for name, variant in variants.items()])
+
+
+def _variants_of(text: str) -> dict[str, dict[str, Any]]:
+    """A stored variants array in the file's shape; a ValueError when it is not an array of such objects."""
+    listed = json.loads(text)
+    if not isinstance(listed, list) or not all(
+        isinstance(v, dict) and set(v) == {"name", "weight", "value"} for v in listed
+    ):
+        raise ValueError("not an array of {name, weight, value}")
+    return {v["name"]: {"weight": v["weight"], "value": v["value"]} for v in listed}
 
 
 def entity_sort_key(name: str) -> tuple[int, str]:
@@ -98,21 +207,50 @@ async def read_state(store: Store, skipped: list[str] | None = None) -> tuple[in
             if skipped is None:
                 raise FlagError(f"{problem}: Flipper cannot read it; redis-cli DEL it (or mend it), then run again")
             skipped.append(f"{problem}: left out (redis-cli DEL it, or mend it)")
-        elif is_rollout_key(key):  # HGETALL's flat field, value list
-            state.update(((key, field), value) for field, value in zip(content[::2], content[1::2], strict=True))
+        elif is_hash_key(key):  # HGETALL's flat field, value list
+            for field, value in zip(content[::2], content[1::2], strict=True):
+                # Shown (skipped given): a value written by hand that is not one Flipper writes cannot be exported
+                # as the file's data. Written from: it is kept, as any membership, for a plan to replace.
+                problem = None if skipped is None else _unreadable(key, value)
+                if problem is None:
+                    state[key, field] = value
+                else:
+                    skipped.append(f"key {key!r} field {field!r} holds {value!r}: {problem}: left out (mend it)")
         else:
             state.update(((key, member), "1") for member in content)
     return revision, state
 
 
+def _unreadable(key: str, text: str) -> str | None:
+    """Why a stored values or variants field cannot be shown as the file's data, or None when it can."""
+    kind = key.rpartition(":")[2]
+    if kind == ROLLOUT:
+        return None  # a bad percentage is shown as its text, for apply to refuse
+    try:
+        if kind == VALUES:
+            value_json(json.loads(text))
+        else:
+            variants = _variants_of(text)
+            if variants_json(variants) != variants_json(check_variants(variants, Settings())):
+                return "not variants as Flipper writes them"
+    except (ValueError, FlagError) as exc:  # json's errors are ValueErrors
+        return f"not a value Flipper writes ({exc})"
+    return None
+
+
 def _is_flag_key(key: str) -> bool:
     match = _FLAG_KEY.fullmatch(key)
-    return match is not None and not (match[1].startswith("user:") and match[2] == ROLLOUT)
+    if match is None:
+        return False
+    entity, kind = match.groups()
+    # Users have no rollout, and only global holds variants: other such keys are no entity's flags.
+    return not (entity.startswith("user:") and kind == ROLLOUT) and (kind != VARIANTS or entity == "global")
 
 
 def features_of(state: Memberships) -> dict[str, dict[str, Any]]:
     """The state per feature, as the flags file holds it: `{feature: {enabled: [...], disabled: [...],
-    rollout: {entity: percentage}}}`, entities broadest first, features by code point."""
+    rollout: {entity: percentage}, values: {entity: value}, variants: {name: {weight, value}}}}`, entities
+    broadest first, features by code point. Values and variants as read_state(skipped) left them: JSON."""
     grouped: dict[str, dict[str, dict[str, str]]] = {}
     for (key, feature), value in state.items():
         name, _, suffix = key.rpartition(":")
@@ -122,9 +260,18 @@ def features_of(state: Memberships) -> dict[str, dict[str, Any]]:
         kinds = grouped[feature]
         entry: dict[str, Any] = {}
         for field, suffix in FIELDS.items():
-            names = sorted(kinds.get(suffix, {}), key=entity_sort_key)
-            if names:
-                entry[field] = {n: kinds[suffix][n] for n in names} if suffix == ROLLOUT else names
+            held = kinds.get(suffix, {})
+            names = sorted(held, key=entity_sort_key)
+            if not names:
+                continue
+            if suffix == ROLLOUT:
+                entry[field] = {n: held[n] for n in names}
+            elif suffix == VALUES:
+                entry[field] = {n: json.loads(held[n]) for n in names}
+            elif suffix == VARIANTS:
+                entry[field] = _variants_of(held["global"])
+            else:
+                entry[field] = names
         result[feature] = entry
     return result
 
@@ -136,6 +283,13 @@ def memberships_of(features: Mapping[str, Mapping[str, Any]]) -> Memberships:
         for field, suffix in FIELDS.items():
             if suffix == ROLLOUT:
                 state.update(((f"{name}:{suffix}", feature), value) for name, value in entry.get(field, {}).items())
+            elif suffix == VALUES:
+                state.update(
+                    ((f"{name}:{suffix}", feature), canonical_json(v)) for name, v in entry.get(field, {}).items()
+                )
+            elif suffix == VARIANTS:
+                if entry.get(field):
+                    state[f"global:{suffix}", feature] = variants_json(entry[field])
             else:
                 state.update(((f"{name}:{suffix}", feature), "1") for name in entry.get(field, ()))
     return state
@@ -168,11 +322,13 @@ def _check_feature(feature: str, entry: object, settings: Settings) -> dict[str,
     if entry is None:
         return {}
     if not isinstance(entry, dict):
-        raise FlagError(f"feature {feature!r} must map enabled, disabled and rollout to entities")
+        raise FlagError(f"feature {feature!r} must map enabled, disabled, rollout, values or variants")
     unknown = sorted(map(str, set(entry) - set(FIELDS)))
     if unknown:
         raise FlagError(
-            f"feature {feature!r} has unknown key {unknown[0]!r}; expected enabled, disabled or rollout", (unknown[0],)
+            f"feature {feature!r} has unknown key {unknown[0]!r}; expected enabled, disabled, rollout, values or"
+            " variants",
+            (unknown[0],),
         )
     checked: dict[str, Any] = {}
     for field in ("enabled", "disabled"):
@@ -198,6 +354,20 @@ def _check_feature(feature: str, entry: object, settings: Settings) -> dict[str,
             )
         with _at(f"feature {feature!r}, rollout at {where!r}: ", "rollout", name):
             checked["rollout"][where] = percentage(value)
+    values = entry.get("values") or {}
+    if not isinstance(values, dict):
+        raise FlagError(f"feature {feature!r}: values must map entities to values", ("values",))
+    checked["values"] = {}
+    for name, value in values.items():
+        with _at(f"feature {feature!r}, values: ", "values", name):
+            where = parse_entity(name, settings)
+        with _at(f"feature {feature!r}, value at {where!r}: ", "values", name):
+            value_json(value)
+        checked["values"][where] = value
+    checked["values"] = {where: checked["values"][where] for where in sorted(checked["values"], key=entity_sort_key)}
+    if entry.get("variants") not in (None, {}):  # as an empty rollout: none
+        with _at(f"feature {feature!r}, variants: ", "variants"):
+            checked["variants"] = check_variants(entry["variants"], settings)
     return {field: value for field, value in checked.items() if value}
 
 
@@ -220,7 +390,7 @@ def plan(current: Memberships, desired: Memberships, features: Iterable[str]) ->
     return [
         (key, feature, current.get((key, feature), ""), desired.get((key, feature), ""))
         for key, feature in sorted(relevant, key=_change_order)
-        if _value(current.get((key, feature), "")) != _value(desired.get((key, feature), ""))
+        if _value(key, current.get((key, feature), "")) != _value(key, desired.get((key, feature), ""))
     ]
 
 
@@ -238,10 +408,17 @@ def warnings(changes: Iterable[Change]) -> list[str]:
     return list(found)
 
 
-def _value(text: str) -> object:
-    """What a membership's value means: "25.0" written by hand is the file's 25, not a change to plan."""
-    thousandths = parse_percentage(text)
-    return text if thousandths is None else thousandths
+def _value(key: str, text: str) -> object:
+    """What a membership's value means: a rollout's "25.0" written by hand is the file's 25, and a value's
+    `{"a": 1}` its `{"a":1}`: not changes to plan. A value's 25.0 stays other than 25, as JSON keeps it."""
+    kind = key.rpartition(":")[2]
+    if kind == ROLLOUT:
+        thousandths = parse_percentage(text)
+        return text if thousandths is None else thousandths
+    if kind in (VALUES, VARIANTS) and text:
+        with contextlib.suppress(ValueError):  # not JSON (written by hand): its text, replaced by any plan
+            return canonical_json(json.loads(text))
+    return text
 
 
 def _change_order(membership: tuple[str, str]) -> tuple[str, tuple[int, str], str]:

@@ -12,13 +12,14 @@ from typing import Any
 
 from flipper.core import memberships, names, writes
 from flipper.core.memberships import FlagError, check_name
-from flipper.core.model import Context, evaluate_feature
+from flipper.core.model import REGISTRY, Context, evaluate_feature
 from flipper.core.settings import Settings
 from flipper.core.store import Store
 
 Operation = Callable[..., Awaitable[dict[str, Any]]]
 OPERATIONS: dict[str, Operation] = {}
-CHANGES = ("enable", "disable", "clear", "rollout")
+# The set and rollout changes, then the values' and the variants' (a value or variants of None clears them).
+CHANGES = ("enable", "disable", "clear", "rollout", "value", "variants")
 
 
 def _operation(function: Operation) -> Operation:
@@ -117,30 +118,51 @@ async def change(
     message: object = None,
     revision: object = None,
     claimed_by: object = None,
+    value: object = None,
+    variants: object = None,
 ) -> dict[str, Any]:
-    """Enable, disable, clear or roll out one feature at one entity, through the audited write path.
+    """Change one feature at one entity, through the audited write path.
 
     enable: in the entity's positive set, out of its negative set; disable: the reverse (a deny, which
-    wins everywhere); clear: out of both and no rollout (inherit); rollout: the entity's percentage (0
-    removes it). With `revision`, refused (Refused) unless the flags are still at that revision.
+    wins everywhere); clear: out of both and no rollout (inherit; its value stays); rollout: the entity's
+    percentage (0 removes it); value: the feature's `value` at the entity (JSON; None removes it);
+    variants: the feature's `variants`, `{name: {weight, value}}` as the flags file holds them, at global
+    only (None removes them). With `revision`, refused (Refused) unless the flags are still at that revision.
     """
-    name = _removable(feature) if operation == "clear" else check_name("feature name", feature, settings)
+    # What only takes a name out may take any name (see _removable): clear, and a value or variants cleared.
+    removes = operation == "clear" or {"value": value, "variants": variants}.get(str(operation), 0) is None
+    name = _removable(feature) if removes else check_name("feature name", feature, settings)
     where = memberships.parse_entity(entity, settings)
     return await _write(
         store,
         settings,
-        change_memberships(operation, name, where, percentage),
+        change_memberships(operation, name, where, percentage, value, variants, settings),
         _audit(actor, operation, message, claimed_by, feature=name, entity=where),
         expected_revision=_revision(revision),
     )
 
 
 def change_memberships(
-    operation: object, feature: str, where: str, percentage: object = None
+    operation: object,
+    feature: str,
+    where: str,
+    percentage: object = None,
+    value: object = None,
+    variants: object = None,
+    settings: Settings | None = None,
 ) -> list[tuple[str, str, str]]:
     """What `change` sets, as `(key, feature, value)` ("" removes): the console previews these before writing."""
     if operation not in CHANGES:
         raise FlagError(f"unknown change {operation!r}; expected one of {', '.join(CHANGES)}")
+    if operation == "value":
+        return [(f"{where}:{memberships.VALUES}", feature, "" if value is None else memberships.value_json(value))]
+    if operation == "variants":
+        if where != "global":
+            raise FlagError(f"variants are the feature's, set at global, not at {where}")
+        checked = None if variants is None else memberships.check_variants(variants, settings or Settings())
+        return [
+            (f"global:{memberships.VARIANTS}", feature, "" if checked is None else memberships.variants_json(checked))
+        ]
     if operation == "rollout":
         wanted = {memberships.ROLLOUT: _rollout(where, percentage)}
     else:
@@ -199,11 +221,13 @@ async def delete(
     revision: object = None,
     claimed_by: object = None,
 ) -> dict[str, Any]:
-    """The feature out of every set and rollout of every entity; with `revision`, only if still at it."""
+    """The feature out of every set, rollout, values and variants of every entity, and out of the registry;
+    with `revision`, only if still at it."""
     name = _removable(feature)
     expected = _revision(revision)
     read_at, state = await memberships.read_state(store)
-    wanted = [(key, member, "") for key, member in state if member == name]
+    # Out of the registry too: the API no longer knows it (FLAG_NOT_FOUND), as before it was ever written.
+    wanted = [(key, member, "") for key, member in state if member == name] + [(REGISTRY, name, "")]
     # At the revision read, at the latest: a change landing meanwhile (at a key not read) would survive.
     return await _write(
         store,

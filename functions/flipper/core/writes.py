@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flipper.core.memberships import Change, FlagError
+from flipper.core.model import REGISTRY
 from flipper.core.store import Store
 
 logger = logging.getLogger("flipper")
@@ -50,8 +51,10 @@ async def write(
     `audit` holds the entry's fields (actor, operation, feature, entity, message, undoes). With
     `expected_revision`, the change is refused (Refused) unless the revision is still that one.
     """
-    keys = sorted({key for key, _, _ in wanted})
-    index = {key: position for position, key in enumerate(keys, start=4)}  # after the revision, stamp and audit
+    # The registry first, always (the script adds every feature given a membership to it), then the flag keys:
+    # after the revision, its stamp and the audit.
+    keys = [REGISTRY, *sorted({key for key, _, _ in wanted} - {REGISTRY})]
+    index = {key: position for position, key in enumerate(keys, start=4)}
     fields = [text for pair in audit.items() for text in pair]
     args: list[str | int] = ["" if expected_revision is None else expected_revision, audit_length, len(audit), *fields]
     for key, member, value in wanted:

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import click
 from flipper.core import devstore
 from flipper.core.connection import StoreError, StoreUnavailable
 from flipper.core.memberships import ENTITY_KINDS, FlagError, entity
+from flipper.core.model import canonical_json
 from flipper.core.settings import Settings, SettingsError
 from flipper.operate import flagsfile
 from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend, audit_arguments
@@ -277,12 +279,79 @@ def rollout(target: Target, feature: str, percent: str, where: str, message: str
     )
 
 
+@cli.command("value", short_help="Set or clear FEATURE's value at one entity.")
+@click.argument("feature")
+@click.argument("value", required=False)
+@click.option("--clear", "clear_", is_flag=True, help="Remove the value at the entity instead.")
+@entity_options()
+@message_option
+@target_options
+def value_(target: Target, feature: str, value: str | None, clear_: bool, where: str, message: str | None) -> None:
+    """Set FEATURE's VALUE at one entity: JSON, a string quoted ('"blue"'), a number (42), an object or an
+    array; not null or a boolean (what a flag without a value answers). A caller the feature is on for gets
+    the value of its most specific entity holding one: user, group, version, global. --clear removes it."""
+    if clear_ == (value is not None):
+        raise Failure("give a VALUE (JSON) or --clear")
+    parsed = None if value is None else _json("VALUE", value)
+    if value is not None and parsed is None:  # the operation reads a null value as a clear: here, say so
+        raise Failure("a value must be a string, number, object or array, not null (--clear removes one)")
+    result = target.run("change", operation="value", feature=feature, entity=where, value=parsed, message=message)
+    if clear_:
+        _changed(target, result, f"cleared {feature}'s value at {where}", f"{feature} has no value at {where}")
+    else:
+        _changed(target, result, f"set {feature} to {value} at {where}", f"{feature} is already {value} at {where}")
+
+
+# NAME=WEIGHT:VALUE, VALUE being JSON (which may hold `=` and `:`): the name ends at the first `=` followed by
+# a weight and a `:`.
+_VARIANT = re.compile(r"(.+?)=([^=:]*):(.*)", re.DOTALL)
+
+
+@cli.command(short_help="Split FEATURE's callers between named variants.")
+@click.argument("feature")
+@click.argument("variants", nargs=-1, metavar="NAME=WEIGHT:VALUE...")
+@click.option("--clear", "clear_", is_flag=True, help="Remove the feature's variants instead.")
+@message_option
+@target_options
+def variants(target: Target, feature: str, variants: tuple[str, ...], clear_: bool, message: str | None) -> None:
+    """Split the callers FEATURE is on for between VARIANTS, in their order: each NAME=WEIGHT:VALUE, WEIGHT
+    a percentage (weights sum to 100) and VALUE JSON, as classic=50:'"classic"' one_page=50:'"one_page"'.
+    A user's variant is sticky and independent of rollouts; a caller without a user gets the first.
+    --clear removes them."""
+    if clear_ == bool(variants):
+        raise Failure("give the variants (NAME=WEIGHT:VALUE ...) or --clear")
+    split: dict[str, dict[str, Any]] = {}
+    for text in variants:
+        match = _VARIANT.fullmatch(text)
+        if match is None:
+            raise Failure(f"variant {text!r} is not NAME=WEIGHT:VALUE, as classic=50:'\"classic\"'")
+        name, weight, value = match.groups()
+        if name in split:
+            raise Failure(f"variant {name!r} is given twice")
+        split[name] = {"weight": weight, "value": _json(f"variant {name!r}'s VALUE", value)}
+    result = target.run(
+        "change", operation="variants", feature=feature, entity="global", variants=split or None, message=message
+    )
+    if clear_:
+        _changed(target, result, f"cleared {feature}'s variants", f"{feature} has no variants")
+    else:
+        _changed(target, result, f"split {feature} between {', '.join(split)}", f"{feature} is already split so")
+
+
+def _json(what: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise Failure(f"{what} {text!r} is not JSON ({exc.msg}): a string is quoted, as '\"blue\"'") from None
+
+
 @cli.command(short_help="Delete FEATURE from every entity.")
 @click.argument("feature")
 @message_option
 @target_options
 def delete(target: Target, feature: str, message: str | None) -> None:
-    """Delete FEATURE: out of every set and rollout of every entity."""
+    """Delete FEATURE: out of every set, rollout, value and variants of every entity; the API no longer
+    knows it."""
     result = target.run("delete", feature=feature, message=message)
     _changed(target, result, f"deleted {feature}", f"no entity names {feature}")
 
@@ -329,6 +398,14 @@ def explain(target: Target, feature: str, caller: dict[str, Any]) -> None:
         f"  rollout     {rollout['key']} at {rollout['percentage']:g}%: user's bucket {result['bucket']}"
         for rollout in result["rollouts"]
     ]
+    # A typed flag's (the evaluation reports these only for one): what the caller got, and from where.
+    if result.get("value") is not None:
+        source = result.get("value_from") or (f"variant {result['variant']}" if result.get("variant") else None)
+        lines.append(f"  value       {canonical_json(result['value'])}" + (f" from {source}" if source else ""))
+    if result.get("variant") is not None or result.get("variant_bucket") is not None:
+        bucket = result.get("variant_bucket")
+        got = result.get("variant") or "none"
+        lines.append(f"  variant     {got}" + ("" if bucket is None else f": user's variant bucket {bucket}"))
     target.echo(result, *lines)
 
 

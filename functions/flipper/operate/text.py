@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+
+from flipper.core.model import canonical_json
 
 
 def change_text(change: list[str]) -> str:
@@ -11,8 +14,26 @@ def change_text(change: list[str]) -> str:
     where, _, kind = key.rpartition(":")
     if kind == "rollout":
         return f"{feature} rollout at {where}: {before or '-'} → {after or '-'}"
+    if kind == "values":
+        return f"{feature} value at {where}: {before or '-'} → {after or '-'}"
+    if kind == "variants":
+        return f"{feature} variants: {variants_text(before)} → {variants_text(after)}"
+    if kind == "features":  # the registry: what the API knows (a flag it does not is FLAG_NOT_FOUND)
+        return f"{feature} known as a flag" if after else f"{feature} no longer known as a flag"
     word = "enabled" if kind == "positive" else "disabled"
     return f"{feature} {word} at {where}" if after else f"{feature} no longer {word} at {where}"
+
+
+def variants_text(stored: str) -> str:
+    """Stored variants (a JSON array of {name, weight, value}) as `flipper variants` takes them:
+    `classic=50:"classic", one_page=50:"one_page"`; "-" for none, and text that is not such an array as is."""
+    if not stored:
+        return "-"
+    try:
+        variants = json.loads(stored)
+        return ", ".join(f"{v['name']}={v['weight']}:{canonical_json(v['value'])}" for v in variants)
+    except (ValueError, TypeError, KeyError):  # written by hand: shown as it is
+        return stored
 
 
 def shown(text: str) -> str:

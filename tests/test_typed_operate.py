@@ -1,0 +1,197 @@
+"""Values and variants through the operating half: the one audited write path, the flags file, history and undo,
+on a real redis-server and on fakeredis (tests/test_cluster.py runs the write path on a cluster)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flipper.core.memberships import FlagError
+from flipper.core.model import MAX_VALUE_BYTES
+from flipper.core.settings import Settings
+from flipper.core.store import Store
+from flipper.operate import flagsfile
+from tests.test_operations import ACTOR, apply, change, dump, flags_file, run
+
+SPLIT = {"classic": {"weight": 50, "value": "classic"}, "one_page": {"weight": 50, "value": {"steps": 1}}}
+
+
+async def test_a_value_is_written_as_canonical_json_audited_and_registers_the_feature(store: Store) -> None:
+    result = await change(store, "value", "button_color", "group:beta", value={"b": "grün", "a": [1, 2.5]})
+    assert result["changes"] == [["group:beta:values", "button_color", "", '{"a":[1,2.5],"b":"grün"}']]
+    assert await store.client.hgetall("group:beta:values") == {"button_color": '{"a":[1,2.5],"b":"grün"}'}
+    assert await store.client.smembers("features") == {"button_color"}
+    before = await dump(store)
+    again = await change(store, "value", "button_color", "group:beta", value={"a": [1, 2.5], "b": "grün"})
+    assert (again["entry"], await dump(store)) == (None, before)  # equal JSON is equal text: nothing to write
+    cleared = await change(store, "value", "button_color", "group:beta", value=None)
+    assert cleared["changes"] == [["group:beta:values", "button_color", '{"a":[1,2.5],"b":"grün"}', ""]]
+    assert await store.client.exists("group:beta:values") == 0
+    assert await store.client.smembers("features") == {"button_color"}  # known still: only delete forgets it
+
+
+async def test_variants_are_one_global_field_in_their_order(store: Store) -> None:
+    result = await change(store, "variants", "checkout", "global", variants=SPLIT)
+    stored = '[{"name":"classic","value":"classic","weight":50},{"name":"one_page","value":{"steps":1},"weight":50}]'
+    assert result["changes"] == [["global:variants", "checkout", "", stored]]
+    assert await run(store, "history", feature="checkout") != {"entries": []}
+    with pytest.raises(FlagError, match="variants are the feature's, set at global, not at group:beta"):
+        await change(store, "variants", "checkout", "group:beta", variants=SPLIT)
+    cleared = await change(store, "variants", "checkout", "global", variants=None)
+    assert cleared["changes"] == [["global:variants", "checkout", stored, ""]]
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ({"operation": "value", "value": True}, "a value must be a string, number, object or array, not true"),
+        ({"operation": "value", "value": {"a": float("nan")}}, "the value holds nan, which JSON cannot hold"),
+        ({"operation": "value", "value": "x" * MAX_VALUE_BYTES}, f"more than the {MAX_VALUE_BYTES} a value may hold"),
+        ({"operation": "value", "value": [[[[1]]]]}, "the value nests collections more than 3 deep"),
+        ({"operation": "variants", "variants": {"a": {"weight": 40, "value": 1}}}, "weights sum to 40, not 100"),
+        ({"operation": "variants", "variants": {"a": {"value": 1}}}, "variant 'a' has no weight"),
+        ({"operation": "variants", "variants": {"a": {"weight": 100}}}, "variant 'a' has no value"),
+        ({"operation": "variants", "variants": {"a": {"weight": 100, "value": None}}}, "variant 'a': a value must"),
+        ({"operation": "variants", "variants": {"": {"weight": 100, "value": 1}}}, "variant name is empty"),
+        ({"operation": "variants", "variants": {"a": {"weight": 100.5, "value": 1}}}, "percentage '100.5'"),
+        ({"operation": "variants", "variants": []}, "variants must map each variant's name to its weight and value"),
+    ],
+)
+async def test_bad_values_and_variants_are_refused_naming_the_problem_and_write_nothing(
+    store: Store, extra: dict[str, Any], error: str
+) -> None:
+    before = await dump(store)
+    entity = "global" if extra["operation"] == "variants" else "user:u1"
+    with pytest.raises(FlagError, match=error):
+        await run(store, "change", feature="f", entity=entity, actor=ACTOR, **extra)
+    assert await dump(store) == before
+
+
+async def test_delete_forgets_values_variants_and_the_registry_and_undo_brings_them_back(store: Store) -> None:
+    await change(store, "value", "f", "global", value="blue")
+    await change(store, "variants", "f", "global", variants=SPLIT)
+    await change(store, "value", "keep", "global", value=1)
+    deleted = await run(store, "delete", feature="f", actor=ACTOR)
+    assert sorted(c[0] for c in deleted["changes"]) == ["features", "global:values", "global:variants"]
+    assert await store.client.smembers("features") == {"keep"}
+    assert await store.client.hgetall("global:values") == {"keep": "1"}
+    await run(store, "undo", entry=deleted["entry"], actor=ACTOR)
+    assert await store.client.smembers("features") == {"f", "keep"}
+    assert (await run(store, "export"))["flags"]["features"]["f"] == {"values": {"global": "blue"}, "variants": SPLIT}
+
+
+async def test_undo_of_a_value_change_restores_the_value_before_it(store: Store) -> None:
+    await change(store, "value", "f", "version:v1", value=10)
+    changed = await change(store, "value", "f", "version:v1", value=20)
+    undone = await run(store, "undo", entry=changed["entry"], actor=ACTOR)
+    assert undone["changes"] == [["version:v1:values", "f", "20", "10"]]
+
+
+async def test_a_flags_file_with_values_and_variants_applies_once_and_plans_nothing_the_second_time(
+    store: Store,
+) -> None:
+    text = """flipper: 1
+features:
+  button_color:
+    enabled: [global]
+    values:
+      global: "blue"
+      group:beta: "green"
+      user:alice: "red"
+  checkout_flow:
+    enabled: [global]
+    variants:
+      one_page: {weight: 50, value: "one_page"}
+      classic: {weight: 50.0, value: {"steps": [1, 2]}}
+"""
+    document = flagsfile.read(text, "flags.yaml", Settings())
+    applied = await apply(store, document)
+    assert len(applied["changes"]) == 6
+    assert (await run(store, "plan", flags_file=document))["changes"] == []
+    exported = (await run(store, "export"))["flags"]
+    assert exported["features"]["checkout_flow"]["variants"] == {  # the file's order, not sorted
+        "one_page": {"weight": 50, "value": "one_page"},
+        "classic": {"weight": 50, "value": {"steps": [1, 2]}},
+    }
+    again = flagsfile.read(flagsfile.dumps(exported), "export.yaml", Settings())
+    assert (await run(store, "plan", flags_file=again))["changes"] == []
+
+
+async def test_a_value_written_by_hand_is_compared_as_json_and_one_that_is_not_is_left_out_of_the_export(
+    store: Store,
+) -> None:
+    await store.client.hset("global:values", mapping={"spaced": '{"a": 1}', "float": "25.0", "broken": "{nope"})
+    planned = await run(
+        store,
+        "plan",
+        flags_file=flags_file({"spaced": {"values": {"global": {"a": 1}}}, "float": {"values": {"global": 25}}}),
+    )
+    assert planned["changes"] == [["global:values", "float", "25.0", "25"]]  # 25.0 is a float to a client, 25 an int
+    exported = await run(store, "export")
+    assert exported["flags"]["features"] == {
+        "float": {"values": {"global": 25.0}},
+        "spaced": {"values": {"global": {"a": 1}}},
+    }
+    [warning] = exported["warnings"]
+    assert warning.startswith("key 'global:values' field 'broken' holds '{nope': not a value Flipper writes")
+    replaced = await apply(store, flags_file({"broken": {"values": {"global": "mended"}}}))
+    assert replaced["changes"] == [["global:values", "broken", "{nope", '"mended"']]
+
+
+async def test_a_values_key_or_registry_of_another_type_refuses_the_change_before_writing(store: Store) -> None:
+    await store.client.set("features", "x")
+    before = await dump(store)
+    with pytest.raises(FlagError, match="key 'features' holds something other than Flipper expects"):
+        await change(store, "value", "f", "global", value=1)
+    assert await dump(store) == before
+    await store.client.delete("features")
+    await store.client.sadd("group:g:values", "f")
+    with pytest.raises(FlagError, match="key 'group:g:values' holds something other"):
+        await change(store, "value", "f", "group:g", value=1)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "flipper: 1\nfeatures:\n  a:\n    variants:\n      x: {weight: 60, value: 1}\n"
+            "      y: {weight: 30, value: 2}\n",
+            "flags.yaml, line 4: feature 'a', variants: the variants' weights sum to 90, not 100",
+        ),
+        (
+            "flipper: 1\nfeatures:\n  a:\n    variants:\n      x: {value: 1}\n",
+            "flags.yaml, line 5: feature 'a', variants: variant 'x' has no weight",
+        ),
+        (
+            "flipper: 1\nfeatures:\n  a:\n    values:\n      global: 2026-01-01\n",
+            "flags.yaml, line 5: feature 'a', value at 'global': the value holds datetime.date(2026, 1, 1), a date,"
+            " which JSON cannot hold: quote it",
+        ),
+        (
+            "flipper: 1\nfeatures:\n  a:\n    values:\n      group:beta: null\n",
+            "flags.yaml, line 5: feature 'a', value at 'group:beta': a value must be a string, number, object or"
+            " array, not null",
+        ),
+        (
+            f"flipper: 1\nfeatures:\n  a:\n    values:\n      global: '{'x' * MAX_VALUE_BYTES}'\n",
+            f"flags.yaml, line 5: feature 'a', value at 'global': the value is {MAX_VALUE_BYTES + 2} bytes as JSON",
+        ),
+        (
+            "flipper: 1\nfeatures:\n  a:\n    values:\n      galaxy: 1\n",
+            "flags.yaml, line 5: feature 'a', values: entity 'galaxy' is not global",
+        ),
+    ],
+)
+def test_a_bad_value_or_variant_in_a_file_is_one_line_naming_the_file_line_and_feature(text: str, error: str) -> None:
+    with pytest.raises(FlagError) as refused:
+        flagsfile.read(text, "flags.yaml", Settings())
+    assert str(refused.value).startswith(error)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_yaml_timestamp_value_is_not_json() -> None:
+    with pytest.raises(FlagError, match="a datetime, which JSON cannot hold"):
+        flagsfile.read(
+            "flipper: 1\nfeatures:\n  a:\n    values:\n      global: 2026-01-01 10:00:00\n", "f.yaml", Settings()
+        )
