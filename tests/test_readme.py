@@ -51,6 +51,11 @@ def test_the_walk_through_and_operate_read_as_one_story(own_redis_server: RedisS
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     story = list(steps(sections(readme, "Walk-through", "Operate")))
     assert len(story) >= 10  # the story is there: the seed's examples, then the operator's
+    run_story(story, own_redis_server, tmp_path)
+
+
+def run_story(story: list[tuple[str, str]], own_redis_server: RedisServer, tmp_path: Path) -> None:
+    """Each command against a dev server on `own_redis_server`, its output compared with the one shown."""
     env = {name: value for name, value in os.environ.items() if name not in ("REDIS_URL", "NO_COLOR")}
     env.update(REDIS_URL=own_redis_server.url, USER="alice", LOGNAME="alice", TERM="dumb")
     server = DevServer(env)

@@ -46,6 +46,7 @@ from flipper.core.settings import Settings
 from flipper.core.store import Store
 from flipper.serve import ofrep
 from tests.test_cluster import PREFIX, cluster, cluster_store, writer  # noqa: F401 (fixtures)
+from tests.test_readme import ROOT, run_story, sections, steps
 from tests.test_store import CONTEXTS, ENTITIES, FLAG_DATA, NAMES, ROLLOUT_DATA, Flags, Rollouts, expected_by_rule
 
 SINGLE = "/ofrep/v1/evaluate/flags/"
@@ -458,3 +459,25 @@ def test_the_sdk_reads_string_integer_float_and_object_values(
     assert (details.value, details.error_code) == (False, ErrorCode.TYPE_MISMATCH)
     details = openfeature_client.get_string_details("no_such_flag", "fallback")
     assert (details.value, details.reason, details.error_code) == ("fallback", Reason.ERROR, ErrorCode.FLAG_NOT_FOUND)
+
+
+def test_the_readme_walk_through_of_values_and_variants(own_redis_server: RedisServer, tmp_path: Path) -> None:
+    """README's own section, run on a fresh store as tests/test_readme.py runs the walk-through."""
+    story = list(steps(sections((ROOT / "README.md").read_text(encoding="utf-8"), "Values and variants")))
+    assert len(story) == 7  # four writes and the value, one write and the two variants
+    run_story(story, own_redis_server, tmp_path)
+
+
+def test_the_readme_sdk_example(flags: redis.Redis, openfeature_client: OpenFeatureClient) -> None:
+    """What README's Python example prints, on the state its console blocks write."""
+    flags.sadd("global:positive", "button_color", "checkout_flow")
+    flags.hset("global:values", "button_color", '"blue"')
+    flags.hset("group:beta:values", "button_color", '"green"')
+    flags.hset(
+        "global:variants", "checkout_flow", variants_text(("classic", "classic", 50), ("one_page", "one_page", 50))
+    )
+    beta = EvaluationContext(attributes={"group": "beta"})
+    assert openfeature_client.get_string_value("button_color", "grey", beta) == "green"
+    assert openfeature_client.get_string_value("checkout_flow", "classic", EvaluationContext("alice")) == "one_page"
+    flags.sadd("group:beta:negative", "button_color")
+    assert openfeature_client.get_string_value("button_color", "grey", beta) == "grey"
