@@ -11,7 +11,6 @@ import contextlib
 import functools
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from flipper.core.model import canonical_json
 from flipper.core.settings import Settings, SettingsError
 from flipper.operate import flagsfile
 from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend, audit_arguments
-from flipper.operate.text import change_text, shown, who
+from flipper.operate.text import change_text, parse_json, parse_variants, shown, who
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -292,7 +291,8 @@ def value_(target: Target, feature: str, value: str | None, clear_: bool, where:
     the value of its most specific entity holding one: user, group, version, global. --clear removes it."""
     if clear_ == (value is not None):
         raise Failure("give a VALUE (JSON) or --clear")
-    parsed = None if value is None else _json("VALUE", value)
+    with _failures():
+        parsed = None if value is None else parse_json("VALUE", value)
     if value is not None and parsed is None:  # the operation reads a null value as a clear: here, say so
         raise Failure("a value must be a string, number, object or array, not null (--clear removes one)")
     result = target.run("change", operation="value", feature=feature, entity=where, value=parsed, message=message)
@@ -300,11 +300,6 @@ def value_(target: Target, feature: str, value: str | None, clear_: bool, where:
         _changed(target, result, f"cleared {feature}'s value at {where}", f"{feature} has no value at {where}")
     else:
         _changed(target, result, f"set {feature} to {value} at {where}", f"{feature} is already {value} at {where}")
-
-
-# NAME=WEIGHT:VALUE, VALUE being JSON (which may hold `=` and `:`): the name ends at the first `=` followed by
-# a weight and a `:`.
-_VARIANT = re.compile(r"(.+?)=([^=:]*):(.*)", re.DOTALL)
 
 
 @cli.command(short_help="Split FEATURE's callers between named variants.")
@@ -320,15 +315,8 @@ def variants(target: Target, feature: str, variants: tuple[str, ...], clear_: bo
     --clear removes them."""
     if clear_ == bool(variants):
         raise Failure("give the variants (NAME=WEIGHT:VALUE ...) or --clear")
-    split: dict[str, dict[str, Any]] = {}
-    for text in variants:
-        match = _VARIANT.fullmatch(text)
-        if match is None:
-            raise Failure(f"variant {text!r} is not NAME=WEIGHT:VALUE, as classic=50:'\"classic\"'")
-        name, weight, value = match.groups()
-        if name in split:
-            raise Failure(f"variant {name!r} is given twice")
-        split[name] = {"weight": weight, "value": _json(f"variant {name!r}'s VALUE", value)}
+    with _failures():
+        split = parse_variants(variants)
     result = target.run(
         "change", operation="variants", feature=feature, entity="global", variants=split or None, message=message
     )
@@ -336,13 +324,6 @@ def variants(target: Target, feature: str, variants: tuple[str, ...], clear_: bo
         _changed(target, result, f"cleared {feature}'s variants", f"{feature} has no variants")
     else:
         _changed(target, result, f"split {feature} between {', '.join(split)}", f"{feature} is already split so")
-
-
-def _json(what: str, text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise Failure(f"{what} {text!r} is not JSON ({exc.msg}): a string is quoted, as '\"blue\"'") from None
 
 
 @cli.command(short_help="Delete FEATURE from every entity.")

@@ -35,11 +35,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flipper.core import memberships, operations
 from flipper.core.connection import StoreError, StoreUnavailable
 from flipper.core.memberships import FlagError
+from flipper.core.model import canonical_json
 from flipper.core.settings import Settings, without_password
 from flipper.core.writes import Refused
 from flipper.operate import flagsfile
 from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend, audit_arguments
-from flipper.operate.text import change_text, who
+from flipper.operate.text import change_text, parse_json, parse_variants, variant_lines, who
 
 HERE = Path(__file__).parent
 HISTORY_LIMIT = 20
@@ -158,7 +159,10 @@ class Dialog:
     action: str
     fields: dict[str, str]
     changes: list[list[str]]
-    flags_text: str | None = None  # an uploaded flags file, carried to the apply
+    # Carried to the write in hidden text areas (an input would lose their line breaks): an uploaded flags
+    # file's text, variants' lines.
+    texts: dict[str, str] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)  # the plan's (lookalike names)
 
 
 class Console:
@@ -177,6 +181,7 @@ class Console:
         self.templates.filters["describe"] = change_text
         self.templates.filters["who"] = who
         self.templates.filters["sign"] = _sign
+        self.templates.filters["json"] = canonical_json
 
     # Reads
 
@@ -239,6 +244,7 @@ class Console:
             )
         return {
             "revision": exported["revision"],
+            "warnings": exported.get("warnings", []),  # keys left out of the export: of the wrong type, say
             "features": list(features),
             "rows": rows,
             "entities": sorted(
@@ -257,26 +263,40 @@ class Console:
             feature = memberships.check_name("feature name", _field(form, "feature"), _settings(self.backend))
             where = memberships.parse_entity(_field(form, "entity"), _settings(self.backend))
             percentage = _field(form, "percentage") if operation == "rollout" else None
-            wanted = operations.change_memberships(operation, feature, where, percentage)
+            typed = _typed(form)
+            wanted = operations.change_memberships(
+                _CLEARS.get(operation, operation), feature, where, percentage, settings=_settings(self.backend), **typed
+            )
             state = await self.current(form)
         except CONSOLE_ERRORS as exc:
             return await self.failed(view, form, exc)
         changes = _changes(state, wanted)
         fields = {"operation": operation, "feature": feature, "entity": where}
+        texts = {}
         if percentage is not None:
             fields["percentage"] = memberships.percentage(percentage)
+        if typed.get("value") is not None:
+            fields["value"] = canonical_json(typed["value"])
+        if typed.get("variants") is not None:
+            texts["variants"] = "\n".join(variant_lines(typed["variants"]))
         title = f"{_VERBS[operation]} {feature} for {where}" + (f" at {fields['percentage']}%" if percentage else "")
-        return await self.confirm(view, state["revision"], Dialog(title, "/change", fields, changes))
+        title += f" to {fields['value']}" if "value" in fields else ""
+        dialog = Dialog(title, "/change", fields, changes, texts)
+        return await self.confirm(view, state["revision"], dialog)
 
     async def change(self, request: Request) -> Response:
         form = await self.form(request)
-        fields = {name: _field(form, name) for name in ("operation", "feature", "entity")}
+        fields: dict[str, Any] = {name: _field(form, name) for name in ("operation", "feature", "entity")}
         if fields["operation"] == "rollout":
             fields["percentage"] = _field(form, "percentage")
+        try:
+            fields.update(_typed(form), operation=_CLEARS.get(fields["operation"], fields["operation"]))
+        except FlagError as exc:
+            return await self.failed(View.of(_back(form)), form, exc)
         result = await self.write(form, "change", fields)
         if isinstance(result, Response):
             return result
-        what = f"{_VERBS[fields['operation']].lower()} {fields['feature']} for {fields['entity']}"
+        what = f"{_VERBS[_field(form, 'operation')].lower()} {fields['feature']} for {fields['entity']}"
         return self.done(form, result, what)
 
     async def preview_undo(self, request: Request) -> Response:
@@ -314,7 +334,8 @@ class Console:
             return await self.failed(view, form, exc)
         fields = {"source": source, "prune": _field(form, "prune")}
         title = f"Apply {source}" + (" and clear every feature it does not name" if fields["prune"] == "1" else "")
-        return await self.confirm(view, planned["revision"], Dialog(title, "/apply", fields, planned["changes"], text))
+        dialog = Dialog(title, "/apply", fields, planned["changes"], {"flags_text": text}, planned.get("warnings", []))
+        return await self.confirm(view, planned["revision"], dialog)
 
     async def apply(self, request: Request) -> Response:
         form = await self.form(request)
@@ -388,7 +409,28 @@ class _CsrfRefused(Exception):
 
 
 CONSOLE_ERRORS = (FlagError, FunctionError, StoreError, OSError)
-_VERBS = {"enable": "Enable", "disable": "Disable", "clear": "Clear", "rollout": "Roll out"}
+_VERBS = {
+    "enable": "Enable",
+    "disable": "Disable",
+    "clear": "Clear",
+    "rollout": "Roll out",
+    "value": "Set the value of",
+    "clear_value": "Clear the value of",
+    "variants": "Set the variants of",
+    "clear_variants": "Clear the variants of",
+}
+# The form's clears of a value and of variants: the operation's "value" and "variants" without one (None).
+_CLEARS = {"clear_value": "value", "clear_variants": "variants"}
+
+
+def _typed(form: FormData) -> dict[str, Any]:
+    """The value (JSON) or the variants (a `NAME=WEIGHT:VALUE` a line) a change form sets, as `change` takes them."""
+    operation = _field(form, "operation")
+    if operation == "value":
+        return {"value": parse_json("the value", _field(form, "value"))}
+    if operation == "variants":
+        return {"variants": parse_variants(line for line in _field(form, "variants").splitlines() if line.strip())}
+    return {}
 
 
 def _failure(exc: Exception) -> tuple[int, str]:
@@ -440,13 +482,23 @@ def _settings(backend: Backend) -> Settings:
 
 
 def _entities(entry: Mapping[str, Any], match: str) -> dict[str, dict[str, Any]]:
-    """A feature's entities, broadest first, each with on, off and rollout; only those containing `match`."""
+    """A feature's entities, broadest first, each with on, off, rollout and value (global also with the
+    feature's variants, as lines); only those containing `match`."""
     states: dict[str, dict[str, Any]] = {}
+
+    def state(where: str) -> dict[str, Any]:
+        blank = {"enabled": False, "disabled": False, "rollout": None, "value": None, "variants": None}
+        return states.setdefault(where, blank)
+
     for field in ("enabled", "disabled"):
         for where in entry.get(field, []):
-            states.setdefault(where, {"enabled": False, "disabled": False, "rollout": None})[field] = True
+            state(where)[field] = True
     for where, value in entry.get("rollout", {}).items():
-        states.setdefault(where, {"enabled": False, "disabled": False, "rollout": None})["rollout"] = value
+        state(where)["rollout"] = value
+    for where, value in entry.get("values", {}).items():
+        state(where)["value"] = canonical_json(value)
+    if entry.get("variants"):  # the feature's, shown at global where they are held
+        state("global")["variants"] = variant_lines(entry["variants"])
     return {
         where: states[where]
         for where in sorted(states, key=memberships.entity_sort_key)

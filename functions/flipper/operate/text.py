@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
+from flipper.core.memberships import FlagError
 from flipper.core.model import canonical_json
 
 
@@ -24,14 +27,46 @@ def change_text(change: list[str]) -> str:
     return f"{feature} {word} at {where}" if after else f"{feature} no longer {word} at {where}"
 
 
+# NAME=WEIGHT:VALUE, VALUE being JSON (which may hold `=` and `:`): the name ends at the first `=` followed by
+# a weight and a `:`.
+_VARIANT = re.compile(r"(.+?)=([^=:]*):(.*)", re.DOTALL)
+
+
+def parse_json(what: str, text: str) -> Any:
+    """`text` as JSON, or a FlagError naming `what`: an operator's value, typed at a terminal or in a form."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise FlagError(f"{what} {text!r} is not JSON ({exc.msg}): a string is quoted, as '\"blue\"'") from None
+
+
+def parse_variants(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Variants written `NAME=WEIGHT:VALUE` (`classic=50:"classic"`) as the operation takes them, in their order
+    (checked there); a FlagError names an item that is not so, or a name given twice."""
+    variants: dict[str, dict[str, Any]] = {}
+    for text in items:
+        match = _VARIANT.fullmatch(text)
+        if match is None:
+            raise FlagError(f"variant {text!r} is not NAME=WEIGHT:VALUE, as classic=50:'\"classic\"'")
+        name, weight, value = match.groups()
+        if name in variants:
+            raise FlagError(f"variant {name!r} is given twice")
+        variants[name] = {"weight": weight, "value": parse_json(f"variant {name!r}'s VALUE", value)}
+    return variants
+
+
+def variant_lines(variants: dict[str, dict[str, Any]]) -> list[str]:
+    """Variants as `parse_variants` reads them back, one `NAME=WEIGHT:VALUE` each, the value as canonical JSON."""
+    return [f"{name}={variant['weight']}:{canonical_json(variant['value'])}" for name, variant in variants.items()]
+
+
 def variants_text(stored: str) -> str:
     """Stored variants (a JSON array of {name, weight, value}) as `flipper variants` takes them:
     `classic=50:"classic", one_page=50:"one_page"`; "-" for none, and text that is not such an array as is."""
     if not stored:
         return "-"
     try:
-        variants = json.loads(stored)
-        return ", ".join(f"{v['name']}={v['weight']}:{canonical_json(v['value'])}" for v in variants)
+        return ", ".join(variant_lines({v["name"]: v for v in json.loads(stored)}))
     except (ValueError, TypeError, KeyError):  # written by hand: shown as it is
         return stored
 
