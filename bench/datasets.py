@@ -4,6 +4,9 @@
 features, with negatives at every level that switch 20 of them off: 375 enabled for the caller.
 `rollouts` is `large` plus 50 features in rollout at both the version and the group level (100 hash
 fields), at percentages from 2 % to 100 %, of which the caller's user is in 35: 410 enabled.
+`values` is `large` with typed flags: a third of its features (every third) carry values, a tenth (every
+tenth) carry variants; 375 enabled, as in `large` (values and variants change what a caller gets, not what
+is on).
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import redis
 from flipper.core.model import (
     Context,
     Snapshot,
+    canonical_json,
     enabled_features,
     flag_keys,
     parse_percentage,
     revision_key,
     rollout_keys,
+    value_keys,
+    variants_key,
 )
 
 
@@ -30,6 +36,8 @@ class DataSet:
     flags: dict[str, list[str]]
     context: Context
     rollouts: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # key -> feature -> percentage
+    values: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # key -> feature -> JSON
+    variants: dict[str, str] = dataclasses.field(default_factory=dict)  # feature -> its variants' JSON
 
     @property
     def query(self) -> str:
@@ -44,8 +52,9 @@ class DataSet:
 
     @property
     def keys(self) -> list[str]:
-        """Every key the caller's evaluation reads, in the script's order: the sets, then the rollouts."""
-        return self.set_keys + rollout_keys(self.context)
+        """Every key the caller's evaluation reads, in the script's order (`Store.snapshot`'s): the sets, the
+        rollouts, the values, the variants."""
+        return [*self.set_keys, *rollout_keys(self.context), *value_keys(self.context), variants_key()]
 
     @property
     def positive_keys(self) -> list[str]:
@@ -69,8 +78,10 @@ class DataSet:
         pipeline.set(revision_key(), revision + 1)
         for key, members in self.flags.items():
             pipeline.sadd(key, *members)
-        for key, fields in self.rollouts.items():
+        for key, fields in [*self.rollouts.items(), *self.values.items()]:
             pipeline.hset(key, mapping=fields)
+        if self.variants:
+            pipeline.hset(variants_key(), mapping=self.variants)
         pipeline.execute()
 
 
@@ -118,4 +129,26 @@ def _rollouts() -> DataSet:
 
 
 ROLLOUTS = _rollouts()
-DATA_SETS = {data_set.name: data_set for data_set in (SMALL, LARGE, ROLLOUTS)}
+
+
+def _values() -> DataSet:
+    features = sorted({name for names in LARGE.flags.values() for name in names})
+    values: dict[str, dict[str, str]] = {}
+    # Every third feature carries a value at the entity that enables it, of the three kinds a client reads,
+    # and a global default besides: what a caller of `large` reads is four values hashes, a third full.
+    for index, feature in enumerate(features[::3]):
+        value = [f"value-{index}", index, {"limit": index, "tags": ["a", "b"]}][index % 3]
+        entity = next(key.removesuffix(":positive") for key, names in LARGE.flags.items() if feature in names)
+        values.setdefault("global:values", {})[feature] = canonical_json(value)
+        values.setdefault(f"{entity}:values", {})[feature] = canonical_json(value)
+    variants = {
+        feature: canonical_json(
+            [{"name": "control", "value": "control", "weight": 50}, {"name": "test", "value": "test", "weight": 50}]
+        )
+        for feature in features[::10]
+    }
+    return DataSet("values", LARGE.flags, CALLER, values=values, variants=variants)
+
+
+VALUES = _values()
+DATA_SETS = {data_set.name: data_set for data_set in (SMALL, LARGE, ROLLOUTS, VALUES)}

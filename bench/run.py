@@ -1,6 +1,6 @@
 """`make bench`: Flipper as `make dev-server` runs it, on its own redis-server, under load; numbers, not adjectives.
 
-For each data set (small, large) it measures, in alternating rounds so drift on a shared machine hits
+For each data set (small, large, rollouts, values) it measures, in alternating rounds so drift on a shared machine hits
 both sides alike:
 
 - open loop: latency p50/p95/p99 and achieved rate of evaluation and of `/health` at constant arrival rates;
@@ -11,7 +11,7 @@ both sides alike:
   the script in the cache's steady state (the revision alone) too;
 - the write path (bench/writes.py): an apply of 5,000 memberships, and the evaluation p99 while applies run.
 
-The large and rollouts data sets are measured again against a second Flipper with the cache on
+The large, rollouts and values data sets are measured again against a second Flipper with the cache on
 (FLIPPER_CACHE_MAX_AGE=30, the template's value): the `, cache` columns.
 
 It writes bench/results.json, then docs/performance.md's table and the chart (bench/report.py).
@@ -48,7 +48,7 @@ RESULTS = Path(__file__).with_name("results.json")
 LUA_ALGEBRA = Path(__file__).with_name("algebra_in_lua.lua")  # the road not taken, measured each run
 RATES = (100, 1000, 2000)
 CACHE = {"FLIPPER_CACHE_MAX_AGE": "30"}  # the template's production value
-CACHED_DATA_SETS = ("large", "rollouts")  # also measured with the cache on: a column each
+CACHED_DATA_SETS = ("large", "rollouts", "values")  # also measured with the cache on: a column each
 REDIS_BENCHMARK_CLIENTS = 50
 
 

@@ -27,6 +27,7 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 from redis.cluster import RedisCluster
 
+from bench.datasets import VALUES as VALUES_DATA_SET
 from bench.servers import RedisServer
 from flipper.core.model import (
     BUCKETS,
@@ -48,6 +49,7 @@ from flipper.serve import ofrep
 from tests.test_cluster import PREFIX, cluster, cluster_store, writer  # noqa: F401 (fixtures)
 from tests.test_readme import ROOT, run_story, sections, steps
 from tests.test_store import CONTEXTS, ENTITIES, FLAG_DATA, NAMES, ROLLOUT_DATA, Flags, Rollouts, expected_by_rule
+from tests.timeouts import patient
 
 SINGLE = "/ofrep/v1/evaluate/flags/"
 BULK = "/ofrep/v1/evaluate/flags"
@@ -481,3 +483,25 @@ def test_the_readme_sdk_example(flags: redis.Redis, openfeature_client: OpenFeat
     assert openfeature_client.get_string_value("checkout_flow", "classic", EvaluationContext("alice")) == "one_page"
     flags.sadd("group:beta:negative", "button_color")
     assert openfeature_client.get_string_value("button_color", "grey", beta) == "grey"
+
+
+async def test_the_benchmarks_values_data_set_is_typed_as_it_says(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """bench/datasets.py's `values`: a third of `large`'s features carry values, a tenth variants, all read."""
+    features = {name for names in VALUES_DATA_SET.flags.values() for name in names}
+    valued = {feature for fields in VALUES_DATA_SET.values.values() for feature in fields}
+    assert (len(valued), len(VALUES_DATA_SET.variants)) == (-(-len(features) // 3), -(-len(features) // 10))
+    with redis.Redis(port=redis_server.port) as client:
+        client.flushall()
+        VALUES_DATA_SET.load(client)
+    store = Store.from_settings(patient(Settings(redis_url=redis_server.url)))
+    try:
+        with caplog.at_level(logging.WARNING, logger="flipper"):
+            evaluations = evaluate_all(await store.snapshot(VALUES_DATA_SET.context))
+    finally:
+        await store.client.flushall()
+        await store.aclose()
+    assert caplog.records == []
+    served = {evaluation.feature for evaluation in evaluations if evaluation.value is not None}
+    assert served == (valued | set(VALUES_DATA_SET.variants)) & set(VALUES_DATA_SET.enabled)
