@@ -12,6 +12,7 @@ from flipper.core.model import MAX_VALUE_BYTES
 from flipper.core.settings import Settings
 from flipper.core.store import Store
 from flipper.operate import flagsfile
+from flipper.operate.text import change_text
 from tests.test_operations import ACTOR, apply, change, dump, flags_file, run
 
 SPLIT = {"classic": {"weight": 50, "value": "classic"}, "one_page": {"weight": 50, "value": {"steps": 1}}}
@@ -195,3 +196,26 @@ def test_a_yaml_timestamp_value_is_not_json() -> None:
         flagsfile.read(
             "flipper: 1\nfeatures:\n  a:\n    values:\n      global: 2026-01-01 10:00:00\n", "f.yaml", Settings()
         )
+
+
+async def test_a_typed_change_without_its_argument_is_refused_not_read_as_a_clear(store: Store) -> None:
+    await change(store, "value", "f", "global", value="kept")
+    before = await dump(store)
+    for operation in ("value", "variants"):
+        with pytest.raises(FlagError, match=f"a {operation} change needs the argument '{operation}'"):
+            await change(store, operation, "f", "global")
+    assert await dump(store) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (["group:beta:values", "f", "", '"green"'], 'f value at group:beta: - → "green"'),
+        (["features", "f", "1", ""], "f no longer known as a flag"),
+        (["features", "f", "", "1"], "f known as a flag"),
+        (["global:variants", "f", '[{"name":"a","value":1,"weight":100}]', ""], "f variants: a=100:1 → -"),
+        (["global:variants", "f", "not json", ""], "f variants: not json → -"),  # written by hand: as it is
+    ],
+)
+def test_value_variants_and_registry_changes_in_words(change: list[str], words: str) -> None:
+    assert change_text(change) == words

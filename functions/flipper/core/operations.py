@@ -20,6 +20,7 @@ Operation = Callable[..., Awaitable[dict[str, Any]]]
 OPERATIONS: dict[str, Operation] = {}
 # The set and rollout changes, then the values' and the variants' (a value or variants of None clears them).
 CHANGES = ("enable", "disable", "clear", "rollout", "value", "variants")
+UNSET: Any = object()  # an argument not given, where null means something (a value or variants removed)
 
 
 def _operation(function: Operation) -> Operation:
@@ -118,19 +119,23 @@ async def change(
     message: object = None,
     revision: object = None,
     claimed_by: object = None,
-    value: object = None,
-    variants: object = None,
+    value: object = UNSET,
+    variants: object = UNSET,
 ) -> dict[str, Any]:
     """Change one feature at one entity, through the audited write path.
 
     enable: in the entity's positive set, out of its negative set; disable: the reverse (a deny, which
     wins everywhere); clear: out of both and no rollout (inherit; its value stays); rollout: the entity's
-    percentage (0 removes it); value: the feature's `value` at the entity (JSON; None removes it);
+    percentage (0 removes it); value: the feature's `value` at the entity (JSON; null removes it);
     variants: the feature's `variants`, `{name: {weight, value}}` as the flags file holds them, at global
-    only (None removes them). With `revision`, refused (Refused) unless the flags are still at that revision.
+    only (null removes them); either must be given, null included, so that one forgotten clears nothing.
+    With `revision`, refused (Refused) unless the flags are still at that revision.
     """
+    typed = {"value": value, "variants": variants}
+    if typed.get(str(operation)) is UNSET:
+        raise FlagError(f"a {operation} change needs the argument {operation!r}: JSON, or null to remove")
     # What only takes a name out may take any name (see _removable): clear, and a value or variants cleared.
-    removes = operation == "clear" or {"value": value, "variants": variants}.get(str(operation), 0) is None
+    removes = operation == "clear" or typed.get(str(operation), UNSET) is None
     name = _removable(feature) if removes else check_name("feature name", feature, settings)
     where = memberships.parse_entity(entity, settings)
     return await _write(

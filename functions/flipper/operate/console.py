@@ -424,13 +424,14 @@ _CLEARS = {"clear_value": "value", "clear_variants": "variants"}
 
 
 def _typed(form: FormData) -> dict[str, Any]:
-    """The value (JSON) or the variants (a `NAME=WEIGHT:VALUE` a line) a change form sets, as `change` takes them."""
+    """The value (JSON) or the variants (a `NAME=WEIGHT:VALUE` a line) a change form sets, or None for those it
+    clears, as `change` takes them."""
     operation = _field(form, "operation")
     if operation == "value":
         return {"value": parse_json("the value", _field(form, "value"))}
     if operation == "variants":
         return {"variants": parse_variants(line for line in _field(form, "variants").splitlines() if line.strip())}
-    return {}
+    return {_CLEARS[operation]: None} if operation in _CLEARS else {}
 
 
 def _failure(exc: Exception) -> tuple[int, str]:
