@@ -369,6 +369,14 @@ def test_value_and_variants_set_clear_explain_and_history(
     assert (
         explained[-1] == f"  variant     {'classic' if bucket < 50_000 else 'one_page'}: user's variant bucket {bucket}"
     )
+    assert flipper(capsys, "list")[1].splitlines()[:2] == [
+        "FEATURE       ENABLED     DISABLED  ROLLOUT  VALUES         VARIANTS",
+        'button_color  global      -         -        global "blue"  -',
+    ]
+    assert (
+        'checkout      global      -         -        -              classic=50:"classic", one_page=50:{"steps":1}'
+        in (flipper(capsys, "list")[1].splitlines())
+    )
     history = flipper(capsys, "history", "checkout")[1]
     assert 'checkout variants: - → classic=50:"classic", one_page=50:{"steps":1}' in history
     assert flipper(capsys, "variants", "checkout", "--clear")[1].startswith("cleared checkout's variants (revision ")

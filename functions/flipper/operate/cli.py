@@ -25,7 +25,7 @@ from flipper.core.model import canonical_json
 from flipper.core.settings import Settings, SettingsError
 from flipper.operate import flagsfile
 from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend, audit_arguments
-from flipper.operate.text import change_text, parse_json, parse_variants, shown, who
+from flipper.operate.text import change_text, parse_json, parse_variants, shown, variant_lines, who
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -340,19 +340,30 @@ def delete(target: Target, feature: str, message: str | None) -> None:
 @cli.command("list", short_help="Every feature and, per entity, on, off or rolled out.")
 @target_options
 def list_(target: Target) -> None:
-    """Every feature in Redis and, per entity, enabled, disabled or rolled out."""
+    """Every feature in Redis and, per entity, enabled, disabled or rolled out; and values and variants."""
     result = target.run("export")
     features = result["flags"]["features"]
+    # The typed flags' columns only where there are some: a store of booleans lists as it always did.
+    typed = any("values" in entry or "variants" in entry for entry in features.values())
     rows = [
         [
             name,
             ", ".join(entry.get("enabled", [])) or "-",
             ", ".join(entry.get("disabled", [])) or "-",
             ", ".join(f"{where} {value}%" for where, value in entry.get("rollout", {}).items()) or "-",
+            *(
+                [
+                    ", ".join(f"{where} {canonical_json(v)}" for where, v in entry.get("values", {}).items()) or "-",
+                    ", ".join(variant_lines(entry.get("variants", {}))) or "-",
+                ]
+                if typed
+                else []
+            ),
         ]
         for name, entry in features.items()
     ]
-    lines = _table(["FEATURE", "ENABLED", "DISABLED", "ROLLOUT"], rows) if rows else ["no features"]
+    header = ["FEATURE", "ENABLED", "DISABLED", "ROLLOUT", *(["VALUES", "VARIANTS"] if typed else [])]
+    lines = _table(header, rows) if rows else ["no features"]
     target.echo({key: value for key, value in result.items() if key != "flags"} | {"features": features}, *lines)
 
 
