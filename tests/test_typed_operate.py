@@ -219,3 +219,24 @@ async def test_a_typed_change_without_its_argument_is_refused_not_read_as_a_clea
 )
 def test_value_variants_and_registry_changes_in_words(change: list[str], words: str) -> None:
     assert change_text(change) == words
+
+
+async def test_variants_written_by_hand_that_flipper_would_not_write_are_left_out_of_the_export(store: Store) -> None:
+    twice = '[{"name":"a","value":1,"weight":50},{"name":"a","value":2,"weight":50}]'
+    await store.client.hset("global:variants", mapping={"twice": twice, "short": '[{"name":"a","value":1,"weight":5}]'})
+    exported = await run(store, "export")
+    assert exported["flags"]["features"] == {}
+    short, twice_warning = sorted(exported["warnings"])
+    assert short.startswith("key 'global:variants' field 'short' holds ")
+    assert short.endswith(": not a value Flipper writes (the variants' weights sum to 5, not 100): left out (mend it)")
+    assert twice_warning == (
+        f"key 'global:variants' field 'twice' holds {twice!r}: not a value Flipper writes (a variant's name is given"
+        " twice): left out (mend it)"
+    )
+    float_ = '[{"name":"a","value":1,"weight":100.0}]'  # Flipper writes the weight 100
+    await store.client.hset("global:variants", "float", float_)
+    warnings = (await run(store, "export"))["warnings"]
+    assert (
+        f"key 'global:variants' field 'float' holds {float_!r}: not variants as Flipper writes them: left out (mend it)"
+        in warnings
+    )

@@ -125,7 +125,7 @@ def _check_json(value: object, depth: int) -> None:
         for item in value:
             _check_json(item, depth - 1)
     elif isinstance(value, str):
-        if not _is_utf8(value):
+        if not is_utf8(value):
             raise FlagError("the value holds text that is not valid UTF-8 (a lone surrogate)")
     elif isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
@@ -134,7 +134,8 @@ def _check_json(value: object, depth: int) -> None:
         raise FlagError(f"the value holds {value!r}, a {type(value).__name__}, which JSON cannot hold: quote it")
 
 
-def _is_utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
+    """Whether `text` encodes as UTF-8: not when it holds a lone surrogate (argv's surrogateescape, or JSON's)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -183,6 +184,9 @@ def _variants_of(text: str) -> dict[str, dict[str, Any]]:
         isinstance(v, dict) and set(v) == {"name", "weight", "value"} for v in listed
     ):
         raise ValueError("not an array of {name, weight, value}")
+    names = [v["name"] for v in listed]
+    if len(set(map(str, names))) != len(names):
+        raise ValueError("a variant's name is given twice")
     return {v["name"]: {"weight": v["weight"], "value": v["value"]} for v in listed}
 
 
@@ -230,8 +234,8 @@ def _unreadable(key: str, text: str) -> str | None:
         if kind == VALUES:
             value_json(json.loads(text))
         else:
-            variants = _variants_of(text)
-            if variants_json(variants) != variants_json(check_variants(variants, Settings())):
+            # Compared with the text as stored: a weight written otherwise than Flipper would (50.0, "50").
+            if canonical_json(json.loads(text)) != variants_json(check_variants(_variants_of(text), Settings())):
                 return "not variants as Flipper writes them"
     except (ValueError, FlagError) as exc:  # json's errors are ValueErrors
         return f"not a value Flipper writes ({exc})"

@@ -194,10 +194,8 @@ def _removable(feature: object) -> str:
     or before names were checked) can still be cleared away; only new names must pass `check_name`."""
     if not isinstance(feature, str):
         raise FlagError(f"feature name must be a string, not {type(feature).__name__}")
-    try:
-        feature.encode("utf-8")
-    except UnicodeEncodeError:
-        raise FlagError("feature name is not valid UTF-8 (it holds a lone surrogate)") from None
+    if not memberships.is_utf8(feature):
+        raise FlagError("feature name is not valid UTF-8 (it holds a lone surrogate)")
     return feature
 
 

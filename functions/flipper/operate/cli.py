@@ -20,7 +20,7 @@ import click
 
 from flipper.core import devstore
 from flipper.core.connection import StoreError, StoreUnavailable
-from flipper.core.memberships import ENTITY_KINDS, FlagError, entity
+from flipper.core.memberships import ENTITY_KINDS, FlagError, entity, is_utf8
 from flipper.core.model import canonical_json
 from flipper.core.settings import Settings, SettingsError
 from flipper.operate import flagsfile
@@ -191,7 +191,7 @@ class _Command(click.Command):
                 continue
             value = ctx.params.get(param.name or "")
             for text in value if isinstance(value, tuple) else (value,):
-                if isinstance(text, str) and not _is_utf8(text):
+                if isinstance(text, str) and not is_utf8(text):
                     what = (
                         f"option {param.opts[0]}"
                         if isinstance(param, click.Option)
@@ -199,14 +199,6 @@ class _Command(click.Command):
                     )
                     raise Failure(f"{what} ('{text}') is not valid UTF-8")
         return rest
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class _Group(click.Group):
