@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -258,18 +258,30 @@ async def test_typed_answers_agree_with_the_reference(
     assert await store.features(context) == expected_by_rule(flags, context, rollouts)  # the rule unchanged
 
 
+@pytest.fixture
+async def cached_cluster_store(cluster: list[RedisServer]) -> AsyncIterator[Store]:  # noqa: F811
+    store = Store.from_settings(
+        patient(Settings(redis_url=cluster[2].url, redis_cluster=True, key_prefix=PREFIX, cache_max_age=3600))
+    )
+    yield store
+    await store.aclose()
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flags=FLAG_DATA, values=VALUE_DATA, variants=VARIANT_DATA, context=CONTEXTS)
 async def test_typed_answers_agree_with_the_reference_on_a_cluster(
     writer: RedisCluster,  # noqa: F811
     cluster_store: Store,  # noqa: F811
+    cached_cluster_store: Store,
     flags: Flags,
     values: Any,
     variants: Any,
     context: Context,
 ) -> None:
     await _replace(cluster_store.client, PREFIX, flags, {}, values, variants)
-    assert _answers(await cluster_store.snapshot(context)) == reference(flags, {}, values, variants, context)
+    expected = reference(flags, {}, values, variants, context)
+    assert _answers(await cluster_store.snapshot(context)) == expected
+    assert _answers(await cached_cluster_store.snapshot(context)) == expected
 
 
 # Through HTTP.
