@@ -3,11 +3,15 @@ on a real redis-server and on fakeredis (tests/test_cluster.py runs the write pa
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from flipper.core.memberships import FlagError
+from flipper.core.memberships import FlagError, value_json
 from flipper.core.model import MAX_VALUE_BYTES
 from flipper.core.settings import Settings
 from flipper.core.store import Store
@@ -240,3 +244,33 @@ async def test_variants_written_by_hand_that_flipper_would_not_write_are_left_ou
         f"key 'global:variants' field 'float' holds {float_!r}: not variants as Flipper writes them: left out (mend it)"
         in warnings
     )
+
+
+async def test_the_plan_warns_about_variant_names_that_look_like_others(store: Store) -> None:
+    document = flags_file(
+        {"f": {"variants": {"\u0441lassic": {"weight": 50, "value": 1}, "b": {"weight": 50, "value": 2}}}}
+    )
+    [warning] = (await run(store, "plan", flags_file=document))["warnings"]
+    assert warning.startswith("variant name '\u0441lassic' mixes scripts (U+0441 CYRILLIC SMALL LETTER ES")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(JSON.filter(lambda v: v is not None and not isinstance(v, bool)))
+def test_a_value_read_back_from_its_canonical_json_is_the_same_text(value: Any) -> None:
+    try:
+        text, refused = value_json(value), ""
+    except FlagError as exc:
+        text, refused = "", str(exc)
+    if refused:  # only what the bounds refuse
+        assert re.match(
+            r"the value (nests collections more than 3 deep|is [0-9]+ bytes|holds text that is not)", refused
+        )
+        return
+    assert value_json(json.loads(text)) == text
+    assert len(text.encode()) <= MAX_VALUE_BYTES

@@ -405,7 +405,10 @@ def warnings(changes: Iterable[Change]) -> list[str]:
         if not after:  # a removal writes no name
             continue
         kind, _, name = key.rpartition(":")[0].partition(":")  # `global` has no name
-        for what, value in (("feature name", feature), (f"{kind} name", name)):
+        written = [("feature name", feature), (f"{kind} name", name)]
+        if key.endswith(f":{VARIANTS}"):  # the variants' names are written too (a plan's are canonical JSON)
+            written += [("variant name", variant["name"]) for variant in json.loads(after)]
+        for what, value in written:
             why = names.lookalike(value) if value else None
             if why:
                 found[f"{what} {value!r} {why}: check it is the name you mean"] = None
