@@ -115,11 +115,11 @@ def assigned(variants: Sequence[Variant], user_bucket: int | None) -> Variant:
     if user_bucket is None:
         return variants[0]
     end = 0
-    for variant in variants:
+    for variant in variants[:-1]:
         end += variant.weight
         if user_bucket < end:
             return variant
-    return variants[-1]  # unreachable when the weights sum to BUCKETS, as `replies.variants` checks
+    return variants[-1]  # the weights sum to BUCKETS (`replies` checks): the last range ends the line
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -293,19 +293,18 @@ def _new_naming() -> _Naming:
     return [], [], [], {}, ()
 
 
-def value_order(context: Context) -> list[str]:
+def _value_order(context: Context) -> list[str]:
     """The values keys (unprefixed) in the order they win, most specific first: the user's, the groups' by
-    code point (when the caller's groups disagree, the group whose name sorts first wins), the version's.
-    The variants come next, then the global value: both are global, and a split is what variants are for."""
-    entities = context.entities()[1:]
-    groups = sorted(entity for entity in entities if entity.startswith("group:"))
-    ordered = [entity for entity in entities if entity.startswith("user:")] + groups
-    ordered += [entity for entity in entities if entity.startswith("version:")]
-    return [f"{entity}:{VALUES}" for entity in ordered]
+    code point (when the caller's groups disagree, the group whose name sorts first wins, whatever order they
+    were given in), the version's. The variants come next, then the global value: both are global, and a
+    split is what variants are for."""
+    entities = [] if context.user is None else [f"user:{context.user}"]
+    entities += [f"group:{group}" for group in sorted(context.groups)]
+    entities += [] if context.version is None else [f"version:{context.version}"]
+    return [f"{entity}:{VALUES}" for entity in entities]
 
 
-GLOBAL_VALUES = f"global:{VALUES}"
-GLOBAL_VARIANTS = f"global:{VARIANTS}"
+_GLOBAL_VALUES = f"global:{VALUES}"
 
 
 def _evaluation(feature: str, context: Context, order: list[str], naming: _Naming) -> Evaluation:
@@ -334,9 +333,9 @@ def _evaluation(feature: str, context: Context, order: list[str], naming: _Namin
     if source is None and variants:
         chosen = assigned(variants, split_bucket)
         return dataclasses.replace(
-            typed, reason=SPLIT, value=chosen.value.data, value_from=GLOBAL_VARIANTS, variant=chosen.name
+            typed, reason=SPLIT, value=chosen.value.data, value_from=variants_key(), variant=chosen.name
         )
-    source = source or GLOBAL_VALUES  # values hold one of the caller's keys: if none of `order`, the global one
+    source = source or _GLOBAL_VALUES  # values hold one of the caller's keys: if none of `order`, the global one
     return dataclasses.replace(typed, value=values[source].data, value_from=source)
 
 
@@ -363,7 +362,7 @@ def evaluate_all(snapshot: Snapshot) -> list[Evaluation]:
     for feature, variants in snapshot.variants.items():
         positives, negatives, rollouts, values, _ = naming.get(feature, _new_naming())
         naming[feature] = (positives, negatives, rollouts, values, variants)
-    order = value_order(context)
+    order = _value_order(context)
     return [_evaluation(feature, context, order, naming[feature]) for feature in sorted(naming)]
 
 
