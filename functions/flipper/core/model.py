@@ -74,6 +74,12 @@ def revision_key(prefix: str = "") -> str:
     return f"{prefix}{REVISION}"
 
 
+def usage_keys(prefix: str = "") -> list[str]:
+    """Where usage is counted (lua/usage.lua): evaluations per feature, last seen per feature, and when
+    recording began. No entity's key can be one (those start with an entity's word)."""
+    return [f"{prefix}usage:evaluations", f"{prefix}usage:seen", f"{prefix}usage:since"]
+
+
 def is_rollout_key(key: str) -> bool:
     """Whether `key` is a rollout hash (it ends in `:rollout`), not a set: what the script reads it with."""
     return key.endswith(f":{ROLLOUT}")
