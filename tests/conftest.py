@@ -72,7 +72,7 @@ async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIter
         await store.client.flushall()
     else:
         client = fakeredis.FakeAsyncRedis(decode_responses=True)
-        store = Store(client, settings.key_prefix, cache_from_settings(settings))
+        store = Store(client, settings.key_prefix, cache=cache_from_settings(settings))
     yield store
     await store.aclose()
 
