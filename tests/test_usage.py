@@ -12,10 +12,13 @@ import httpx
 import pytest
 import redis.asyncio
 
+from flipper.core import operations
 from flipper.core.connection import StoreUnavailable
+from flipper.core.memberships import FlagError
 from flipper.core.settings import Settings
 from flipper.core.store import Store
 from flipper.core.usage import Usage
+from flipper.core.writes import utc_time
 from flipper.serve.app import create_app
 
 WALL = 1_800_000_000.0  # the injected wall clock's Unix time at its monotonic 0
@@ -190,7 +193,8 @@ async def test_a_flush_that_hangs_holds_up_no_evaluation(flags: Store, settings:
         for _ in range(20):  # answered while the flush waits, and none starts another
             assert (await instance.get("/")).json() == {"features": ["a", "b"]}
     flushing = instance.usage.flushing
-    assert flushing is not None and not flushing.done()
+    assert flushing is not None
+    assert not flushing.done()
     released.set()
     await flushing
     assert instance.usage.flushing is None
@@ -260,3 +264,87 @@ async def test_answers_reused_from_the_cache_count_too(flags: Store, settings: S
     await instance.usage.close(5)
     assert (await usage(flags))[0] == {"a": 5, "b": 5, "c": 5}
     await instance.aclose()
+
+
+DAY_MS = 86_400_000
+
+
+async def run(store: Store, name: str, **arguments: Any) -> dict[str, Any]:
+    return await operations.run(store, Settings(), name, arguments)
+
+
+async def enable(store: Store, feature: str) -> dict[str, Any]:
+    return await run(store, "change", operation="enable", feature=feature, entity="global", actor="tester")
+
+
+@pytest.fixture
+async def used(store: Store) -> int:
+    """Flags `old` (last evaluated 40 days ago), `recent` (an hour ago) and `never`; `asked`, evaluated but no
+    flag; usage recorded since 40 days ago. Redis's time now, in ms."""
+    for feature in ("old", "recent", "never"):
+        await enable(store, feature)
+    now = await store.time_ms()
+    await store.add_usage(100, now - 40 * DAY_MS, [("old", 3, now - 40 * DAY_MS)])
+    await store.add_usage(100, now, [("recent", 5, now - 3_600_000), ("asked", 1, now - 3_600_000)])
+    return now
+
+
+async def test_usage_lists_every_known_feature_with_its_counts_and_last_change(store: Store, used: int) -> None:
+    result = await run(store, "usage")
+    rows = {row["feature"]: row for row in result["features"]}
+    assert list(rows) == ["asked", "never", "old", "recent"]
+    assert {feature: (row["flag"], row["evaluations"]) for feature, row in rows.items()} == {
+        "asked": (False, 1),
+        "never": (True, 0),
+        "old": (True, 3),
+        "recent": (True, 5),
+    }
+    assert rows["old"]["last_evaluated"] == utc_time((used - 40 * DAY_MS) / 1000)
+    assert rows["never"]["last_evaluated"] is None
+    history = (await run(store, "history", feature="recent"))["entries"]
+    assert rows["recent"]["last_changed"] == history[0]["time"]
+    assert rows["asked"]["last_changed"] is None
+    assert result["recording_since"] == utc_time((used - 40 * DAY_MS) / 1000)
+
+
+@pytest.mark.parametrize(
+    ("unused_for", "expected", "warned"),
+    [
+        ("90s", ["never", "old", "recent"], False),
+        ("59m", ["never", "old", "recent"], False),
+        ("61m", ["never", "old"], False),
+        ("12h", ["never", "old"], False),
+        ("30d", ["never", "old"], False),
+        ("60d", ["never"], True),
+    ],
+)
+async def test_stale_lists_the_flags_not_evaluated_within_the_duration(
+    store: Store, used: int, unused_for: str, expected: list[str], warned: bool
+) -> None:
+    result = await run(store, "stale", unused_for=unused_for)
+    assert [row["feature"] for row in result["features"]] == expected  # `asked` is no flag: never stale
+    assert len(result["warnings"]) == warned
+    if warned:
+        assert result["warnings"][0].startswith("usage recorded only since ")
+
+
+async def test_stale_before_any_flush_says_every_flag_looks_unused(store: Store) -> None:
+    await enable(store, "a")
+    result = await run(store, "stale", unused_for="1d")
+    assert [row["feature"] for row in result["features"]] == ["a"]
+    assert result["warnings"] == ["no usage recorded yet (FLIPPER_USAGE off, or no flush yet): every flag looks unused"]
+
+
+@pytest.mark.parametrize("duration", ["30", "0d", "3w", "", "1.5d", "-1d", "30 d", 30, None])
+async def test_a_duration_that_is_not_one_is_refused_naming_it(store: Store, duration: object) -> None:
+    with pytest.raises(FlagError, match=r"^duration .* is not a count of days, hours, minutes or seconds"):
+        await run(store, "stale", unused_for=duration)
+
+
+async def test_delete_removes_the_features_usage_and_forgets_a_name_that_is_no_flag(store: Store, used: int) -> None:
+    deleted = await run(store, "delete", feature="old", actor="tester")
+    assert deleted["entry"] is not None
+    assert (await run(store, "delete", feature="asked", actor="tester"))["entry"] is None  # no flag: no write
+    counts, seen, _ = await store.usage()
+    assert (set(counts), set(seen)) == ({"recent"}, {"recent"})
+    assert [row["feature"] for row in (await run(store, "usage"))["features"]] == ["never", "recent"]

@@ -16,7 +16,6 @@ from flipper.serve.auth import APIKeyMiddleware, api_keys
 from flipper.serve.cors import JSONCORSMiddleware
 from flipper.serve.endpoints import Endpoints
 
-
 # How long a shutdown waits for the last usage flush: Lambda gives its runtime 300 ms after SIGTERM.
 SHUTDOWN_FLUSH_SECONDS = 0.2
 
