@@ -77,17 +77,17 @@ class Target:
                     " (one stack per environment: docs/deploy.md)"
                 )
             return FunctionBackend(self.function, self.stack)
-        settings = Settings.from_environ()
+        settings = self.settings()
         url = self.redis_url or settings.redis_url or devstore.recorded_url()  # a running `make dev-server`'s
         if url is None:
             raise Failure(
                 "no flag store: give --redis-url (or REDIS_URL), or --function/--stack for the deployed one,"
                 " or start `make dev-server`"
             )
-        environ = {**os.environ, "REDIS_URL": url}
-        if self.prefix is not None:
-            environ["FLIPPER_KEY_PREFIX"] = self.prefix
-        return RedisBackend(Settings.from_environ(environ), self.actor)
+        return RedisBackend(Settings.from_environ({**_environ(self.prefix), "REDIS_URL": url}), self.actor)
+
+    def settings(self) -> Settings:
+        return _settings(self.prefix)
 
     def run(self, name: str, /, **arguments: Any) -> dict[str, Any]:
         """Run operation `name`; the write operations get the actor."""
@@ -116,6 +116,16 @@ class Target:
 
 
 _WRITES = {"change", "delete", "apply", "undo"}
+
+
+def _environ(prefix: str | None) -> dict[str, str]:
+    """The environment, with `--prefix` for FLIPPER_KEY_PREFIX when given."""
+    return {**os.environ} if prefix is None else {**os.environ, "FLIPPER_KEY_PREFIX": prefix}
+
+
+def _settings(prefix: str | None) -> Settings:
+    """The settings, checked with `--prefix` when given: in a cluster, the prefix must carry a hash tag."""
+    return Settings.from_environ(_environ(prefix))
 
 
 def target_options(command: F) -> F:
@@ -175,7 +185,7 @@ def entity_options(*, users: bool = True) -> Callable[[F], F]:
                 names = "--global, --version, --group" + (" or --user" if users else "")
                 raise Failure(f"give exactly one of {names}")
             with _failures():
-                where = entity(*given[0], Settings.from_environ())
+                where = entity(*given[0], _settings(kw.get("prefix")))
             return command(where=where, **kw)
 
         for option in reversed(options):
@@ -393,7 +403,7 @@ def apply(ctx: click.Context, target: Target, file: str, dry_run: bool, prune: b
         with click.open_file(file, encoding="utf-8") as stream:
             document = flagsfile.loads(stream.read(), file)
         # Checked here too, as the function would: JSON would quietly make a YAML key such as `on` (true) "true".
-        check_flags(document, Settings.from_environ())
+        check_flags(document, target.settings())
     planned = target.run("plan", flags_file=document, prune=prune)
     changes = planned["changes"]
     if not target.as_json:
