@@ -13,13 +13,14 @@ import pytest
 import redis.asyncio
 
 from flipper.core import operations
-from flipper.core.connection import StoreUnavailable
+from flipper.core.connection import StoreError, StoreUnavailable
 from flipper.core.memberships import FlagError
 from flipper.core.settings import Settings
 from flipper.core.store import Store
 from flipper.core.usage import Usage
 from flipper.core.writes import utc_time
 from flipper.serve.app import create_app
+from flipper.serve.observability import MeteredStore, metrics
 
 WALL = 1_800_000_000.0  # the injected wall clock's Unix time at its monotonic 0
 
@@ -348,3 +349,16 @@ async def test_delete_removes_the_features_usage_and_forgets_a_name_that_is_no_f
     counts, seen, _ = await store.usage()
     assert (set(counts), set(seen)) == ({"recent"}, {"recent"})
     assert [row["feature"] for row in (await run(store, "usage"))["features"]] == ["never", "recent"]
+
+
+async def test_flushes_and_their_failures_are_emf_metrics(store: Store) -> None:
+    metered = MeteredStore(store.client, store.key_prefix)
+    metrics.clear_metrics()
+    assert await metered.add_usage(1, 1, [("a", 1, 1), ("b", 1, 1)]) == 1  # b: over the bound of 1
+    await store.client.delete("usage:evaluations")
+    await store.client.set("usage:evaluations", "not a hash")
+    with pytest.raises(StoreError):
+        await metered.add_usage(1, 1, [("a", 1, 1)])
+    counted = {name: metric["Value"] for name, metric in metrics.metric_set.items()}
+    metrics.clear_metrics()
+    assert counted == {"UsageFlushes": [1.0], "UsageFeaturesDropped": [1.0], "UsageFlushFailures": [1.0]}
