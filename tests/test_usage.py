@@ -17,7 +17,7 @@ from flipper.core.connection import StoreError, StoreUnavailable
 from flipper.core.memberships import FlagError
 from flipper.core.settings import Settings
 from flipper.core.store import Store
-from flipper.core.usage import Usage
+from flipper.core.usage import FOLD_AT, Usage
 from flipper.core.writes import utc_time
 from flipper.serve.app import create_app
 from flipper.serve.observability import MeteredStore, metrics
@@ -362,3 +362,16 @@ async def test_flushes_and_their_failures_are_emf_metrics(store: Store) -> None:
     counted = {name: metric["Value"] for name, metric in metrics.metric_set.items()}
     metrics.clear_metrics()
     assert counted == {"UsageFlushes": [1.0], "UsageFeaturesDropped": [1.0], "UsageFlushFailures": [1.0]}
+
+
+async def test_distinct_answers_are_folded_into_counts_as_they_come(flags: Store, settings: Settings) -> None:
+    """Tallied by answer: one answer asked for again and again is one tally; distinct ones are folded into the
+    counts every FOLD_AT, so what is held between flushes stays bounded whatever callers ask."""
+    instance = Instance(flags, settings, Clock())
+    for i in range(150):
+        await instance.get("/")
+        await instance.get(f"/features/f{i}")
+        assert len(instance.usage._tallies) <= FOLD_AT
+    await instance.usage.close(5)
+    assert (await usage(flags))[0] == {"a": 150, "b": 150} | {f"f{i}": 1 for i in range(150)}
+    await instance.aclose()

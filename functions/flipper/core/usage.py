@@ -1,6 +1,6 @@
 """Usage: how many evaluations named each feature, and when the last one did, for finding stale flags.
 
-Each instance counts in memory (a Counter update of the names its answer already holds) and adds its counts
+Each instance counts in memory (a tally per distinct answer of the names it already holds) and adds its counts
 to Redis in one lua/usage.lua call at most every FLIPPER_USAGE_FLUSH_SECONDS, in a background task started
 by the first evaluation after the interval: never on an evaluation's response path, and never when nothing
 was counted. In Lambda the event loop runs only during invocations, so a flush started by one invocation may
@@ -19,7 +19,8 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from flipper.core import names
 from flipper.core.connection import StoreError
@@ -29,6 +30,10 @@ from flipper.core.store import Store
 logger = logging.getLogger("flipper")
 
 Clock = Callable[[], float]
+# Distinct answers tallied before they are folded into per-feature counts, and the most bytes of them
+# held meanwhile: bounds the memory between flushes, whatever the callers ask.
+FOLD_AT = 64
+FOLD_BYTES = 1 << 20
 
 
 class Usage:
@@ -42,6 +47,8 @@ class Usage:
         self.store, self.settings = store, settings
         self._clock, self._wall = clock, wall
         self._counts: collections.Counter[str] = collections.Counter()
+        self._tallies: dict[bytes, list[Any]] = {}  # an answer's body -> [the features it names, evaluations]
+        self._held = 0  # bytes of the bodies tallied
         self._last = 0.0  # when the last evaluation counted since the last flush was recorded (clock)
         self._flushed_at = clock()
         self.flushing: asyncio.Task[None] | None = None
@@ -51,22 +58,44 @@ class Usage:
         """The instance's usage counter, or None when FLIPPER_USAGE is off."""
         return cls(store, settings) if settings.usage else None
 
-    def record(self, named: Iterable[str]) -> None:
-        """Count one evaluation that named `named`; start a flush in the background when one is due.
+    def record(self, body: bytes, named: Sequence[str]) -> None:
+        """Count one evaluation whose answer `body` named `named`; start a flush in the background when one
+        is due.
 
         The counts taken for a flush are those recorded before this evaluation: every evaluation a flush
         carries lies within one interval, so the flush's single last-seen time is late by less than one.
+
+        Tallied by the body, which names its features (every answer's does): a caller asking again gets the
+        same bytes, the very same object from the cache, so an evaluation costs a lookup by bytes however
+        many features it names. Counting the large data set's 375 names per evaluation instead cost 20 to
+        70 µs (the names read from Redis are new strings each time), a tenth of a cached evaluation.
         """
         now = self._clock()
         if now - self._flushed_at >= self.settings.usage_flush_seconds and self.flushing is None:
             self._flushed_at = now
-            if self._counts:
+            if self._tallies or self._counts:
                 self.flushing = asyncio.get_running_loop().create_task(self._flush(*self._take(now)))
-        self._counts.update(named)
+        tally = self._tallies.get(body)
+        if tally is None:
+            if len(self._tallies) >= FOLD_AT or self._held > FOLD_BYTES:
+                self._fold()
+            self._tallies[body] = [named, 1]
+            self._held += len(body)
+        else:
+            tally[1] += 1
         self._last = now
+
+    def _fold(self) -> None:
+        """The tallies into per-feature counts."""
+        for named, evaluations in self._tallies.values():
+            # Counter.update of a sequence counts in C; of a mapping, in Python: the common case goes first.
+            self._counts.update(named if evaluations == 1 else dict.fromkeys(named, evaluations))
+        self._tallies.clear()
+        self._held = 0
 
     def _take(self, now: float) -> tuple[collections.Counter[str], int]:
         """The counts so far, emptied, and the wall-clock time of the last evaluation among them (ms)."""
+        self._fold()
         counts, self._counts = self._counts, collections.Counter()
         return counts, round((self._wall() - (now - self._last)) * 1000)
 
@@ -109,7 +138,7 @@ class Usage:
             async with asyncio.timeout(seconds):
                 if self.flushing is not None:
                     await self.flushing
-                if self._counts:
+                if self._tallies or self._counts:
                     await self._flush(*self._take(self._clock()))
         except TimeoutError:
             logger.warning("usage not flushed within %g s of shutdown; the last interval's counts are lost", seconds)

@@ -1,7 +1,8 @@
 """`flipper`: operate the flags from a terminal, directly on Redis or through the deployed function.
 
 Every change goes through the audited write path (flipper.core.writes). Exit codes: 0 done, 1 error (one
-line on stderr), 2 `apply --dry-run` found changes pending. `--json` prints machine-readable output.
+line on stderr), 2 `apply --dry-run` found changes pending or `stale` found stale flags. `--json` prints
+machine-readable output.
 """
 
 from __future__ import annotations
@@ -315,7 +316,8 @@ def rollout(target: Target, feature: str, percent: str, where: str, message: str
 @message_option
 @target_options
 def delete(target: Target, feature: str, message: str | None) -> None:
-    """Delete FEATURE: out of every set and rollout of every entity."""
+    """Delete FEATURE: out of every set and rollout of every entity; its usage counts too (so a name callers
+    asked about that is no flag can be forgotten)."""
     result = target.run("delete", feature=feature, message=message)
     _changed(target, result, f"deleted {feature}", f"no entity names {feature}")
 

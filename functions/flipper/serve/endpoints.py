@@ -140,7 +140,7 @@ class Endpoints:
             reused = cache.answer((what, context), snapshot.stamp, fresh)
             body, tag, named = reused.body, reused.tag, reused.named
         if self.usage is not None:
-            self.usage.record(named)
+            self.usage.record(body, named)
         return body, tag
 
     def _conditional_json(self, request: Request, body: bytes, tag: str | None) -> Response:
