@@ -18,7 +18,7 @@ ROOT := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INSTALL_REDIS := command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null)
 
-.PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction validate deploy local-api bench chaos console screenshot
+.PHONY: help install-develop test lint format dev-server clean events build build-FlipperFunction invoke validate deploy local-api bench chaos console screenshot
 
 help: ## List every target
 	@# Two passes: the column is as wide as the longest name (build-FlipperFunction's included).
@@ -64,7 +64,7 @@ events: install-develop ## Regenerate the API Gateway and Function URL events in
 validate: install-develop ## Check template.yaml: sam validate --lint (cfn-lint)
 	$(SAM) validate --lint
 
-build: install-develop ## sam build: the Lambda artifact in .aws-sam/build/ (no Docker, no local Python 3.13 needed)
+build: install-develop ## sam build: the Lambda artifact in .aws-sam/build/ (no Docker; 3.13 bytecode when a Python 3.13 is found)
 	$(SAM) build
 
 # sam build runs this (template Metadata: BuildMethod makefile) with ARTIFACTS_DIR set. pip fetches
@@ -77,10 +77,16 @@ BUILD_PYTHON = $(or $(wildcard $(ROOT)$(BIN)/python),$(shell for p in python3 py
   command -v $$p >/dev/null && $$p -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
   && command -v $$p && break; done))
 # Lambda cannot write bytecode (its code is read-only), so with none in the artifact every cold start
-# compiles each module it imports: most of its import time (docs/deploy.md, Cold start). Bytecode must be
-# Lambda's Python's own: it is added when a Python $(LAMBDA_PYTHON) is at hand (python$(LAMBDA_PYTHON) on PATH, or
-# BYTECODE_PYTHON=/path/to/it), as unchecked-hash .pyc files, used whatever file times the zip keeps.
-BYTECODE_PYTHON ?= python$(LAMBDA_PYTHON)
+# compiles each module it imports: about 3x the import (docs/deploy.md, Cold start). Bytecode must be
+# Lambda's Python's own, and a Python $(LAMBDA_PYTHON) is often installed without being first on PATH (or with a
+# pyenv shim there that fails), so each candidate is run, and the first that works and is $(LAMBDA_PYTHON) compiles:
+# python$(LAMBDA_PYTHON) on PATH, pyenv's, uv's, the system's. BYTECODE_PYTHON=/path/to/python$(LAMBDA_PYTHON) names
+# one instead (the build fails if it does not work). The .pyc files are unchecked-hash ones (PEP 552),
+# used whatever file times the zip keeps.
+BYTECODE_CANDIDATES = $(or $(BYTECODE_PYTHON),python$(LAMBDA_PYTHON) \
+  $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(LAMBDA_PYTHON)*/bin/python$(LAMBDA_PYTHON) \
+  $$(uv python find $(LAMBDA_PYTHON) 2>/dev/null) $$HOME/.local/share/uv/python/cpython-$(LAMBDA_PYTHON)*/bin/python$(LAMBDA_PYTHON) \
+  /usr/local/bin/python$(LAMBDA_PYTHON) /usr/bin/python$(LAMBDA_PYTHON))
 build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package and its Lua script into $ARTIFACTS_DIR
 	@test -n "$(BUILD_PYTHON)" || { echo "build-FlipperFunction: needs python3 >= 3.11 with pip on PATH, or make install-develop" >&2; exit 1; }
 	@# The dependencies and the `speed` extra: hiredis parses replies in C (about 4x the evaluation rate);
@@ -93,20 +99,31 @@ build-FlipperFunction: ## (run by sam build) Install arm64 wheels, the package a
 	  --implementation cp --only-binary=:all: --target "$(ARTIFACTS_DIR)" --no-deps aws-xray-sdk wrapt
 	@# The function: flipper/core and flipper/serve, the entry (handler.py), and of flipper/operate only the
 	@# operator event it answers (admin.py). Not the dev server and its store (uvicorn, fakeredis), nor the
-	@# operator's command and console (click, PyYAML, boto3, Jinja2).
+	@# operator's command and console (click, PyYAML, boto3, Jinja2), nor `make invoke`'s driver.
 	mkdir -p "$(ARTIFACTS_DIR)/flipper/lua" "$(ARTIFACTS_DIR)/flipper/core" "$(ARTIFACTS_DIR)/flipper/serve" "$(ARTIFACTS_DIR)/flipper/operate"
 	cp $(ROOT)functions/flipper/__init__.py $(ROOT)functions/flipper/handler.py "$(ARTIFACTS_DIR)/flipper/"
 	cp $(filter-out %/devstore.py,$(wildcard $(ROOT)functions/flipper/core/*.py)) "$(ARTIFACTS_DIR)/flipper/core/"
-	cp $(filter-out %/devserver.py,$(wildcard $(ROOT)functions/flipper/serve/*.py)) "$(ARTIFACTS_DIR)/flipper/serve/"
+	cp $(filter-out %/devserver.py %/devinvoke.py,$(wildcard $(ROOT)functions/flipper/serve/*.py)) "$(ARTIFACTS_DIR)/flipper/serve/"
 	cp $(addprefix $(ROOT)functions/flipper/operate/,__init__.py admin.py) "$(ARTIFACTS_DIR)/flipper/operate/"
 	cp $(ROOT)lua/*.lua "$(ARTIFACTS_DIR)/flipper/lua/"
-	@if $(BYTECODE_PYTHON) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(LAMBDA_PYTHON)")' 2>/dev/null; then \
-	  echo "bytecode for Python $(LAMBDA_PYTHON) by $(BYTECODE_PYTHON)"; \
-	  $(BYTECODE_PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)" >/dev/null; \
-	else echo "no Python $(LAMBDA_PYTHON) (BYTECODE_PYTHON=$(BYTECODE_PYTHON)): no bytecode; each cold start compiles"; fi
+	@for python in $(BYTECODE_CANDIDATES); do \
+	  version=$$("$$python" -c 'import platform; print(platform.python_version())' 2>/dev/null) || continue; \
+	  [[ $$version == $(LAMBDA_PYTHON).* ]] || continue; \
+	  echo "bytecode for Lambda's Python $(LAMBDA_PYTHON), compiled by $$(command -v "$$python") ($$version)"; \
+	  exec "$$python" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)" >/dev/null; \
+	done; \
+	$(if $(BYTECODE_PYTHON),echo "build-FlipperFunction: BYTECODE_PYTHON=$(BYTECODE_PYTHON) is not a working Python $(LAMBDA_PYTHON)" >&2; exit 1;) \
+	echo "NO BYTECODE: no working Python $(LAMBDA_PYTHON) (tried python$(LAMBDA_PYTHON) on PATH, pyenv's, uv's, /usr/local/bin, /usr/bin)," \
+	  "so every cold start compiles each module it imports: about 3x the import (docs/deploy.md#cold-start)." \
+	  "Install one (pyenv install $(LAMBDA_PYTHON), uv python install $(LAMBDA_PYTHON)) or give BYTECODE_PYTHON=/path/to/python$(LAMBDA_PYTHON)."
 
 deploy: build ## sam deploy (needs AWS credentials); CONFIG_ENV=prod for production, DEPLOY_ARGS=--guided the first time
 	$(SAM) deploy --config-env $(CONFIG_ENV) $(DEPLOY_ARGS)
+
+# @: stdout is the response alone, for jq and the like.
+EVENT ?= tests/events/http-api.json
+invoke: install-develop ## Run the built artifact's handler on EVENT=tests/events/http-api.json and print the response (no Docker)
+	@$(BIN)/python -m flipper.serve.devinvoke $(EVENT)
 
 local-api: build ## sam local start-api on :5000 with local-env.json (needs Docker, and Redis on the host's 6379)
 	$(SAM) local start-api

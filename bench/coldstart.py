@@ -1,12 +1,13 @@
 """A Lambda cold start, as near as this machine gets: the handler imported from the `sam build` artifact in
-fresh processes that write no bytecode, as on Lambda: with none in the artifact (unless the build had a
-Python 3.13, see the Makefile's BYTECODE_PYTHON), every module imported is compiled from source.
+fresh processes that write no bytecode, as on Lambda: with the bytecode the build compiled when it found a
+Python 3.13 (the Makefile's BYTECODE_CANDIDATES), else with every module imported compiled from source.
 
 `python -m bench.coldstart` (after `make build`) starts its own redis-server holding the walk-through's flags
 and prints JSON: for each of 7 processes the import time of `flipper.handler` (settings, store, app, and the
 warm-up at init; wall clock, and the process's CPU time, steadier on a shared machine) and the time of the
 first invocation (an API Gateway HTTP API event), and their medians.
 `--top N` also prints the N slowest top-level packages of one import (`python -X importtime`, cumulative).
+`--without-bytecode` measures a copy of the artifact without its `.pyc` files: a build that found no Python 3.13.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -120,16 +123,30 @@ def measure(artifact: Path, processes: int = PROCESSES, top: int = 0, python: st
     return result
 
 
+def without_bytecode(artifact: Path, scratch: Path) -> Path:
+    """A copy of `artifact` in `scratch` without its `.pyc` files: what a build that found no Python 3.13 makes."""
+    copy = scratch / "artifact"
+    shutil.copytree(artifact, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return copy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifact", type=Path, default=ARTIFACT)
     parser.add_argument("--processes", type=int, default=PROCESSES)
     parser.add_argument("--top", type=int, default=0, help="also list the N slowest top-level packages")
     parser.add_argument("--python", default=sys.executable, help="the interpreter (Lambda's is 3.13)")
+    parser.add_argument("--without-bytecode", action="store_true", help="measure a copy without the .pyc files")
     args = parser.parse_args()
     if not (args.artifact / "flipper" / "handler.py").exists():
         raise SystemExit(f"{args.artifact} holds no flipper/handler.py: run `make build` first")
-    print(json.dumps(measure(args.artifact, args.processes, args.top, args.python), indent=2))
+    with tempfile.TemporaryDirectory() as scratch:
+        artifact = without_bytecode(args.artifact, Path(scratch)) if args.without_bytecode else args.artifact
+        # What the measured artifact holds: a build that found no Python 3.13 has none.
+        result = {"pyc_files": sum(1 for _ in artifact.rglob("*.pyc"))} | measure(
+            artifact, args.processes, args.top, args.python
+        )
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

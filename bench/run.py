@@ -38,6 +38,7 @@ import redis
 
 from flipper.core.connection import script_source
 from flipper.core.model import revision_key
+from flipper.core.store import stamp_key
 from flipper.serve.responses import JSONResponse
 
 from . import loadgen, report, writes
@@ -181,7 +182,7 @@ def measure(
         ),
     }
     if redis_side:
-        script = ["EVALSHA", sha, str(1 + len(data_set.keys)), revision_key(), *data_set.keys]
+        script = ["EVALSHA", sha, str(2 + len(data_set.keys)), revision_key(), stamp_key(), *data_set.keys]
         result["redis"] = redis_benchmark(
             redis_server.port,
             {

@@ -1,11 +1,13 @@
 -- Flipper's write script: every change to the flags, applied, counted and audited in one atomic step.
 --
--- KEYS[1] the revision counter, KEYS[2] the audit stream, KEYS[3..] the flag keys the change touches:
+-- KEYS[1] the revision counter, KEYS[2] the revision's stamp, KEYS[3] the audit stream, KEYS[4..] the flag
+-- keys the change touches:
 -- sets (`...:positive`, `...:negative`) and rollout hashes (`...:rollout`). Every key is declared, so the
 -- script runs in a cluster (all keys share the prefix's hash tag) and on ElastiCache Serverless.
--- ARGV[1] the revision the change was planned against ('' for any), ARGV[2] the audit stream's MAXLEN,
--- ARGV[3] the key prefix's length in bytes (audit entries name keys without it), ARGV[4] n, then n pairs of audit
--- fields (actor, operation, ...), then one triple per membership: KEYS index, member, wanted value.
+-- ARGV[1] the revision the change was planned against ('' for any), ARGV[2] the stamp this change sets
+-- (random, chosen by the caller: see lua/evaluate.lua), ARGV[3] the audit stream's MAXLEN, ARGV[4] the key
+-- prefix's length in bytes (audit entries name keys without it), ARGV[5] n, then n pairs of audit fields
+-- (actor, operation, ...), then one triple per membership: KEYS index, member, wanted value.
 -- A value is '1' for a set member, a percentage for a rollout field, '' for absent.
 --
 -- Answers {'ok', revision, entry id, changes as JSON}, {'unchanged', revision}, {'stale', revision} or
@@ -29,19 +31,19 @@ end
 local function is_rollout(key)
   return string.sub(key, -8) == ':rollout'
 end
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local kind = redis.call('TYPE', KEYS[i])['ok']
   if kind ~= 'none' and kind ~= (is_rollout(KEYS[i]) and 'hash' or 'set') then
     return {'wrongtype', KEYS[i]}
   end
 end
-local audit_kind = redis.call('TYPE', KEYS[2])['ok']
+local audit_kind = redis.call('TYPE', KEYS[3])['ok']
 if audit_kind ~= 'none' and audit_kind ~= 'stream' then
-  return {'wrongtype', KEYS[2]}
+  return {'wrongtype', KEYS[3]}
 end
 
-local prefix_length = tonumber(ARGV[3])
-local first = 5 + 2 * tonumber(ARGV[4])
+local prefix_length = tonumber(ARGV[4])
+local first = 6 + 2 * tonumber(ARGV[5])
 local changes = {}
 for i = first, #ARGV, 3 do
   local key, member, wanted = KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2]
@@ -66,13 +68,14 @@ if #changes == 0 then
 end
 
 revision = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[2])
 local now = redis.call('TIME')
 local encoded = cjson.encode(changes)
-local entry = {'MAXLEN', '~', ARGV[2], '*', 'revision', text(revision), 'time', now[1] .. '.' .. string.format('%06d', now[2])}
-for i = 5, first - 1 do
+local entry = {'MAXLEN', '~', ARGV[3], '*', 'revision', text(revision), 'time', now[1] .. '.' .. string.format('%06d', now[2])}
+for i = 6, first - 1 do
   entry[#entry + 1] = ARGV[i]
 end
 entry[#entry + 1] = 'changes'
 entry[#entry + 1] = encoded
-local id = redis.call('XADD', KEYS[2], unpack(entry))
+local id = redis.call('XADD', KEYS[3], unpack(entry))
 return {'ok', text(revision), id, encoded}

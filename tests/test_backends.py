@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
 import io
 import json
+import os
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,14 +23,21 @@ import boto3
 import httpx
 import pytest
 import redis
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from moto import mock_aws
 
 from bench.servers import RedisServer
 from flipper.operate.cli import main
-from tests.lambda_events import LambdaContext
+from tests.lambda_events import LambdaContext, request_event
 
 FUNCTION = "flipper-FlipperFunction-abc123"
+FUNCTION_ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"
+OPERATOR_URL = "https://abcdefghij.lambda-url.us-east-1.on.aws/"  # the stack flipper-url's OperatorUrl output
 MOTO_ARN = "arn:aws:sts::123456789012:user/moto"  # moto's GetCallerIdentity
+UNVERIFIED = "lambda:InvokeFunction (caller unverified)"
+JSON = email.message_from_string("Content-Type: application/json\n\n")
 
 
 def import_from_artifact(artifact: Path) -> ModuleType:
@@ -88,20 +99,52 @@ def function(
             made.invoke = invoke
         return made
 
+    def url_service(request: urllib.request.Request, timeout: float) -> Any:
+        """The operator Function URL as Lambda runs it: the SigV4 signature checked against the secret key of
+        moto's one caller, then the alias `operator` invoked with that caller in the IAM authorizer."""
+        assert request.full_url == OPERATOR_URL + "admin"
+        if not signed_with(secret, request):
+            raise urllib.error.HTTPError(
+                request.full_url, 403, "Forbidden", JSON, io.BytesIO(b'{"Message":"Forbidden"}')
+            )
+        event = request_event("function-url", "/admin", json_body=json.loads(request.data))
+        event["requestContext"]["authorizer"]["iam"]["userArn"] = MOTO_ARN
+        received.append(event)
+        with instance, contextlib.redirect_stdout(io.StringIO()):
+            answer = handler.handler(event, LambdaContext(invoked_function_arn=f"{FUNCTION_ARN}:operator"))
+        if answer["statusCode"] != 200:
+            raise urllib.error.HTTPError(
+                request.full_url, answer["statusCode"], "", JSON, io.BytesIO(answer["body"].encode())
+            )
+        return contextlib.nullcontext(io.BytesIO(answer["body"].encode()))
+
     monkeypatch.setattr(boto3.session.Session, "client", client)
+    monkeypatch.setattr(urllib.request, "urlopen", url_service)
     with mock_aws():
-        boto3.client("cloudformation").create_stack(
-            StackName="flipper",
-            TemplateBody=json.dumps(
-                {
-                    "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-                    "Outputs": {"FunctionName": {"Value": FUNCTION}},
-                }
-            ),
-        )
+        secret = os.environ["AWS_SECRET_ACCESS_KEY"]  # moto's own, set for the mock's lifetime
+        for stack, outputs in (("flipper", {}), ("flipper-url", {"OperatorUrl": {"Value": OPERATOR_URL}})):
+            boto3.client("cloudformation").create_stack(
+                StackName=stack,
+                TemplateBody=json.dumps(
+                    {
+                        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                        "Outputs": {"FunctionName": {"Value": FUNCTION}, **outputs},
+                    }
+                ),
+            )
         yield received
     handler.loop.run_until_complete(handler.store.aclose())
     handler.loop.close()
+
+
+def signed_with(secret: str, request: urllib.request.Request) -> bool:
+    """Whether the request carries a valid SigV4 signature for service `lambda` by the secret key `secret`."""
+    headers = {name: value for name, value in request.header_items() if name.lower() != "authorization"}
+    copy = AWSRequest("POST", request.full_url, data=request.data, headers=headers)
+    copy.context["timestamp"] = request.get_header("X-amz-date")
+    auth = SigV4Auth(Credentials("any", secret), "lambda", "us-east-1")
+    signature = auth.signature(auth.string_to_sign(copy, auth.canonical_request(copy)), copy)
+    return request.get_header("Authorization", "").endswith(f"Signature={signature}")
 
 
 def flipper(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -130,7 +173,40 @@ def test_changes_through_the_function_are_audited_with_the_callers_arn(
     }
     code, out, _ = flipper(capsys, "history", "--stack", "flipper", "--json")
     [entry] = json.loads(out)["entries"]
-    assert (code, entry["actor"], entry["message"]) == (0, MOTO_ARN, "beta")
+    # A raw invoke proves no caller: the ARN the command sent is recorded as claimed, not as the actor.
+    assert (code, entry["actor"], entry["claimed_by"], entry["message"]) == (0, UNVERIFIED, MOTO_ARN, "beta")
+
+
+def test_changes_through_the_operator_url_are_signed_and_audited_with_the_authenticated_arn(
+    function: list[dict[str, Any]], flags: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = flipper(capsys, "enable", "feature_B", "--group", "g1", "--stack", "flipper-url", "-m", "signed")
+    assert (code, out.split(" (")[0]) == (0, "enabled feature_B for group:g1")
+    assert flags.smembers("{flipper}:group:g1:positive") == {"feature_B"}
+    assert [event["requestContext"]["http"]["path"] for event in function] == ["/admin"]
+    code, out, _ = flipper(capsys, "history", "--stack", "flipper-url", "--json")
+    [entry] = json.loads(out)["entries"]
+    assert (code, entry["actor"], "claimed_by" in entry, entry["message"]) == (0, MOTO_ARN, False, "signed")
+    assert flipper(capsys, "undo", "1-1", "--stack", "flipper-url") == (
+        1,
+        "",
+        "flipper: error: no audit entry '1-1' (it may have been trimmed from the stream)\n",
+    )
+
+
+def test_a_request_lambda_cannot_authenticate_is_an_error(
+    function: list[dict[str, Any]],
+    flags: redis.Redis,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-key")
+    code, _, err = flipper(capsys, "enable", "feature_B", "--group", "g1", "--stack", "flipper-url")
+    assert (code, err) == (
+        1,
+        f'flipper: error: operator URL {OPERATOR_URL} answered 403: b\'{{"Message":"Forbidden"}}\'\n',
+    )
+    assert (function, flags.smembers("{flipper}:group:g1:positive")) == ([], set())
 
 
 def test_list_export_and_apply_through_the_stacks_function(

@@ -92,6 +92,17 @@ def test_report_writes_its_table_into_the_performance_page(tmp_path: Path, monke
     assert f"({report.CHART.name})" in table  # the chart, linked relative to the page: beside it in docs/
 
 
+def test_coldstart_without_bytecode_copies_the_artifact_less_its_pyc_files(tmp_path: Path) -> None:
+    artifact = tmp_path / "artifact"
+    (artifact / "flipper" / "__pycache__").mkdir(parents=True)
+    (artifact / "flipper" / "handler.py").write_text("x = 1\n")
+    (artifact / "flipper" / "__pycache__" / "handler.cpython-313.pyc").write_bytes(b"\0")
+    (tmp_path / "scratch").mkdir()
+    copy = coldstart.without_bytecode(artifact, tmp_path / "scratch")
+    assert sorted(str(path.relative_to(copy)) for path in copy.rglob("*")) == ["flipper", "flipper/handler.py"]
+    assert (artifact / "flipper" / "__pycache__" / "handler.cpython-313.pyc").exists()  # the artifact is left as is
+
+
 def test_coldstart_counts_what_flipper_imports_once_with_what_it_imports() -> None:
     # -X importtime's report is post-order: a module's line follows the lines of what it imported.
     report = "\n".join(

@@ -48,7 +48,8 @@ from flipper.core import connection
 
 responses = [handler.handler(event, Context()) for event in json.load(sys.stdin)]
 files = sorted({module.__file__ for module in list(sys.modules.values()) if getattr(module, "__file__", None)})
-json.dump({"responses": responses, "files": files, "path": sys.path, "script": connection.script_source()}, open(out, "w"))
+script = connection.script_source()
+json.dump({"responses": responses, "files": files, "path": sys.path, "script": script}, open(out, "w"))
 """
 
 
@@ -111,6 +112,8 @@ def test_artifact_serves_every_event_kind_on_its_own(
     outside = [file for file in result["files"] if not file.startswith(str(artifact)) and "site-packages" in file]
     assert outside == []
     assert str(ROOT / "functions") not in result["path"]
+    # An annotation only: the handler imports powertools' LambdaContext at no point, cold or serving.
+    assert [file for file in result["files"] if "aws_lambda_powertools/utilities/typing" in file] == []
     assert result["script"] == script_source()
     assert {path.name for path in (artifact / "flipper" / "lua").iterdir()} == {
         path.name for path in (ROOT / "lua").glob("*.lua")
@@ -156,11 +159,14 @@ def test_artifact_holds_the_dependencies_and_no_development_code_or_foreign_byte
     names = {re.split(r"[<>=!~\[ ]", dependency)[0].replace("-", "_").lower() for dependency in dependencies}
     installed = {path.name.split("-")[0].lower() for path in artifact.glob("*.dist-info")}
     assert names <= installed
-    # The dev server (uvicorn), the operator's command (click, PyYAML, boto3) and console are not the function's.
-    for module in ("devserver", "devstore", "cli", "flagfile", "backends", "console"):
+    # The dev server (uvicorn), `make invoke`'s driver, the operator's command (click, PyYAML, boto3) and
+    # console are not the function's.
+    development = ["serve/devserver", "serve/devinvoke", "core/devstore", "operate/cli", "operate/flagsfile"]
+    for module in [*development, "operate/backends", "operate/console", "operate/text"]:
+        assert (ROOT / "functions" / "flipper" / f"{module}.py").exists(), module  # the list is up to date
         assert not (artifact / "flipper" / f"{module}.py").exists(), module
-    assert not (artifact / "flipper" / "templates").exists()
-    assert not (artifact / "flipper" / "static").exists()
+    shipped = {path.name for path in (artifact / "flipper" / "operate").iterdir()}
+    assert shipped <= {"__init__.py", "admin.py", "__pycache__"}
     # Bytecode of the build machine's Python would be dead weight; Lambda's own (3.13) is welcome.
     assert {path.suffixes[-2] for path in artifact.rglob("*.pyc")} <= {".cpython-313"}
 
@@ -175,6 +181,18 @@ def python_313() -> str | None:
     return None
 
 
+def build_function(artifact: Path, cwd: Path, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """What sam build runs; from `cwd`, where the recipe leaves its requirements file."""
+    return subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "Makefile"), "build-FlipperFunction", f"ARTIFACTS_DIR={artifact}"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=110,
+    )
+
+
 def test_with_a_python_313_at_hand_the_artifact_carries_its_bytecode(
     tmp_path: Path, redis_server: RedisServer, prefixed_flags: None
 ) -> None:
@@ -183,16 +201,10 @@ def test_with_a_python_313_at_hand_the_artifact_carries_its_bytecode(
     if python is None:
         pytest.skip("no Python 3.13 here (python3.13 on PATH, or pyenv's)")
     artifact = tmp_path / "artifact"
-    subprocess.run(  # what sam build runs; from tmp_path, where the recipe leaves its requirements file
-        ["make", "-s", "-f", str(ROOT / "Makefile"), "build-FlipperFunction", f"ARTIFACTS_DIR={artifact}"],
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-        env=os.environ | {"BYTECODE_PYTHON": python},
-        timeout=110,
-    )
+    build = build_function(artifact, tmp_path, os.environ | {"BYTECODE_PYTHON": python})
+    assert build.returncode == 0, build.stderr
 
-    sources = list((artifact / "flipper").glob("*.py"))
+    sources = list((artifact / "flipper").rglob("*.py"))
     compiled = [source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc" for source in sources]
     # PEP 552 flags: 0b01, hash-based and unchecked: used as is, whatever file times Lambda's zip keeps.
     assert [int.from_bytes(pyc.read_bytes()[4:8], "little") for pyc in compiled] == [0b01] * len(sources)
@@ -200,3 +212,118 @@ def test_with_a_python_313_at_hand_the_artifact_carries_its_bytecode(
     environ = {"REDIS_URL": redis_server.url, "FLIPPER_KEY_PREFIX": "{flipper}:"}
     result = serve_from_artifact(artifact, tmp_path, environ, [event], python=python)
     assert [(r["statusCode"], r["body"]) for r in result["responses"]] == [(200, '{"features": ["feature_A"]}')]
+
+
+def executable(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def candidates_environ(tmp_path: Path, on_path: Path) -> dict[str, str]:
+    """A machine whose `python3.13` on PATH is `on_path`, whose pyenv root is tmp_path/pyenv and whose home
+    (uv's pythons) is empty; no BYTECODE_PYTHON."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python3.13").symlink_to(on_path)
+    environ = {name: value for name, value in os.environ.items() if name != "BYTECODE_PYTHON"}
+    path = os.pathsep.join([str(tmp_path / "bin"), environ["PATH"]])
+    return environ | {"PATH": path, "PYENV_ROOT": str(tmp_path / "pyenv"), "HOME": str(tmp_path / "home")}
+
+
+# A pyenv shim for a version that is installed but not selected, as pyenv's own message says it.
+SHIM = "#!/bin/sh\necho 'pyenv: python3.13: command not found' >&2\nexit 127\n"
+
+
+def test_the_build_finds_a_python_313_behind_a_failing_shim_and_says_which(tmp_path: Path) -> None:
+    python = python_313()
+    if python is None:
+        pytest.skip("no Python 3.13 here (python3.13 on PATH, or pyenv's)")
+    environ = candidates_environ(tmp_path, executable(tmp_path / "shim", SHIM))
+    pyenvs = tmp_path / "pyenv" / "versions" / "3.13.99" / "bin" / "python3.13"
+    pyenvs.parent.mkdir(parents=True)
+    pyenvs.symlink_to(python)
+    artifact = tmp_path / "artifact"
+    build = build_function(artifact, tmp_path, environ)
+    assert build.returncode == 0, build.stderr
+    assert f"bytecode for Lambda's Python 3.13, compiled by {pyenvs} (3.13." in build.stdout
+    assert (artifact / "flipper" / "serve" / "__pycache__" / "app.cpython-313.pyc").exists()
+
+
+def test_with_no_working_python_313_the_build_says_so_once_and_ships_no_bytecode(tmp_path: Path) -> None:
+    # This machine's Python (3.11 or 3.12) answers to python3.13 on PATH; pyenv's 3.13 is a failing shim.
+    others = [Path(p) for p in ("/usr/local/bin/python3.13", "/usr/bin/python3.13") if Path(p).exists()]
+    if others or shutil.which("uv"):
+        pytest.skip(f"this machine has a Python 3.13 the build would find: {others or 'uv'}")
+    environ = candidates_environ(tmp_path, Path(sys.executable))
+    executable(tmp_path / "pyenv" / "versions" / "3.13.99" / "bin" / "python3.13", SHIM)
+    artifact = tmp_path / "artifact"
+    build = build_function(artifact, tmp_path, environ)
+    assert build.returncode == 0, build.stderr
+    assert build.stdout.count("NO BYTECODE: no working Python 3.13") == 1
+    assert "about 3x the import" in build.stdout
+    assert list(artifact.rglob("*.pyc")) == []
+
+
+def test_a_bytecode_python_given_that_does_not_work_fails_the_build(tmp_path: Path) -> None:
+    environ = os.environ | {"BYTECODE_PYTHON": str(executable(tmp_path / "shim", SHIM))}
+    build = build_function(tmp_path / "artifact", tmp_path, environ)
+    assert build.returncode != 0
+    assert f"BYTECODE_PYTHON={tmp_path / 'shim'} is not a working Python 3.13" in build.stderr
+
+
+def make_invoke(event: Path, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`make invoke EVENT=...` on the artifact the session built, as a user runs it from the checkout."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "invoke", f"EVENT={event}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={name: value for name, value in os.environ.items() if name != "REDIS_URL"} | environ,
+        timeout=60,
+    )
+
+
+def test_make_invoke_prints_the_built_handlers_response_alone_on_stdout(
+    artifact: Path, tmp_path: Path, redis_server: RedisServer, prefixed_flags: None
+) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(request_event("http-api", "/", [("version", "v1"), ("group", "g1")])))
+    result = make_invoke(event, {"REDIS_URL": redis_server.url, "FLIPPER_KEY_PREFIX": "{flipper}:"})
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)  # nothing else on stdout: the logs and metrics are on stderr
+    assert (response["statusCode"], response["body"]) == (200, '{"features": ["feature_A"]}')
+    assert '"ColdStart"' in result.stderr
+
+
+def test_make_invoke_runs_the_documented_event_on_a_fresh_embedded_store(artifact: Path, tmp_path: Path) -> None:
+    # No REDIS_URL, and no dev server recorded in this XDG_RUNTIME_DIR: the store is a new, empty one.
+    result = make_invoke(Path("tests/events/http-api.json"), {"XDG_RUNTIME_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "a fresh embedded store at redis://127.0.0.1:" in result.stderr
+    # sam's generated event carries sam's example query, which Flipper refuses by name.
+    response = json.loads(result.stdout)
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"]) == {
+        "error": "unknown query parameter 'parameter1'; expected version, group or user"
+    }
+
+
+def test_make_invoke_runs_the_artifact_not_the_checkout(artifact: Path, tmp_path: Path) -> None:
+    """The handler is the artifact's copy, not the checkout's: a copy of the artifact whose handler.py is
+    changed answers what the change says."""
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(request_event("http-api", "/health")))
+    copy = tmp_path / "artifact"
+    shutil.copytree(artifact, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    source = copy / "flipper" / "handler.py"
+    source.write_text(source.read_text() + "\nhandler = lambda event, context: {'from': 'the artifact'}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "flipper.serve.devinvoke", str(event), "--artifact", str(copy)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"XDG_RUNTIME_DIR": str(tmp_path)},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"from": "the artifact"}

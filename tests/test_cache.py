@@ -167,8 +167,8 @@ async def test_steady_state_sends_the_revision_alone_and_reuses_the_answer(pair:
     app = create_app(pair.cached, Settings())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://c") as client:
         first = await client.get("/?version=v1&group=g1&user=u1")
-        keys = [pair.cached.revision_key, *flag_keys(caller), *rollout_keys(caller)]
-        held = "1" * (len(keys) - 1)
+        keys = [pair.cached.revision_key, pair.cached.stamp_key, *flag_keys(caller), *rollout_keys(caller)]
+        held = "1" * (len(keys) - 2)
         assert await pair.cached._evaluate(keys=keys, args=["1", held]) == "1"  # the revision alone
         assert (await pair.cached._evaluate(keys=keys, args=["0", held]))[0] == "1"  # a stale revision: all keys
         answers = len(pair.cache)

@@ -16,7 +16,7 @@ import redis
 
 from bench.servers import RedisServer, free_port
 from flipper.core import devstore
-from flipper.operate.backends import RedisBackend
+from flipper.operate.backends import DIRECT, RedisBackend
 from flipper.operate.cli import main
 
 
@@ -57,10 +57,25 @@ def test_the_walk_through_writes_with_the_cli_serve_the_same_answers(
     ]
     code, out, _ = flipper(capsys, "history", "--json")
     [entry] = json.loads(out)["entries"]
-    assert (entry["actor"], entry["operation"], entry["message"]) == ("ana", "enable", "try")
+    # Directly on Redis nothing proves who ran the command: --actor (or user@host) is recorded as a claim.
+    assert (entry["actor"], entry["claimed_by"], entry["operation"], entry["message"]) == (
+        DIRECT,
+        "ana",
+        "enable",
+        "try",
+    )
     history = flipper(capsys, "history")[1].splitlines()
     assert history[0].split() == ["ENTRY", "TIME", "ACTOR", "OPERATION", "CHANGES", "MESSAGE"]
-    assert history[1].split()[2:] == ["ana", "enable", "special_g1_feature", "enabled", "at", "group:g1", "try"]
+    assert history[1].split()[2:] == [
+        "ana",
+        "(claimed)",
+        "enable",
+        "special_g1_feature",
+        "enabled",
+        "at",
+        "group:g1",
+        "try",
+    ]
 
 
 def test_explain_and_show_print_json_for_scripts(flags: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,7 +131,8 @@ def test_export_then_apply_elsewhere_and_apply_again_changes_nothing(
 def test_apply_reads_stdin_and_prunes(
     flags: redis.Redis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO("flipper: 1\nfeatures:\n  feature_A:\n    enabled: [global]\n"))
+    stdin = io.TextIOWrapper(io.BytesIO(b"flipper: 1\nfeatures:\n  feature_A:\n    enabled: [global]\n"))
+    monkeypatch.setattr(sys, "stdin", stdin)  # with bytes beneath, as a real stdin: apply reads bytes
     code, out, _ = flipper(capsys, "apply", "-", "--prune", "--json")
     assert (code, len(json.loads(out)["changes"])) == (0, 4)
     assert flipper(capsys, "show")[1] == "feature_A\n"
@@ -249,7 +265,7 @@ def test_yaml_1_1_surprises_are_refused_or_read_as_written(
     assert flipper(capsys, "apply", str(path))[:3] == (
         1,
         "",
-        "flipper: error: feature name must be a string, not bool\n",
+        f"flipper: error: {path}, line 3: the key on reads as a bool, not text: quote it: 'on':\n",
     )
     path.write_text("flipper: 1\nfeatures:\n  a:\n    rollout: {global: 010}\n", encoding="utf-8")  # not octal 8
     assert flipper(capsys, "apply", str(path))[0] == 0

@@ -7,6 +7,7 @@ guarantees; without one, the app refuses to start.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -150,18 +151,36 @@ async def test_the_cache_on_a_cluster(cluster: list[RedisServer], writer: RedisC
         patient(Settings(redis_url=cluster[0].url, redis_cluster=True, key_prefix=PREFIX, cache_max_age=3600))
     )
     caller = Context(version="v1", groups=("g1",), user="u1")
-    keys = [store.revision_key, *flag_keys(caller, PREFIX), *rollout_keys(caller, PREFIX)]
+    keys = [store.revision_key, store.stamp_key, *flag_keys(caller, PREFIX), *rollout_keys(caller, PREFIX)]
     assert len({key_slot(key.encode()) for key in keys}) == 1
     writer.sadd(PREFIX + "version:v1:positive", "a")
     writer.hset(PREFIX + "group:g1:rollout", "b", "100")
     assert await store.features(caller) == ["a", "b"]
-    assert await store._evaluate(keys=keys, args=["0", "1" * (len(keys) - 1)]) == "0"
+    assert await store._evaluate(keys=keys, args=["0", "1" * (len(keys) - 2)]) == "0"
     writer.incr(PREFIX + "revision")
     writer.sadd(PREFIX + "user:u1:negative", "a")
     assert await store.features(caller) == ["b"]
     writer.flushall(target_nodes=RedisCluster.PRIMARIES)
     assert await store.features(caller) == []
     await store.aclose()
+
+
+async def test_the_cache_on_a_cluster_never_serves_a_revision_flushed_and_written_again(
+    cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    """Issue 20 on a cluster: revision 1, flushed, and revision 1 again through the write path (the stamp
+    shares the flags' slot): the cached store answers the new contents."""
+    settings = patient(Settings(redis_url=cluster[0].url, redis_cluster=True, key_prefix=PREFIX, cache_max_age=30))
+    cached = Store.from_settings(settings)
+    uncached = Store.from_settings(dataclasses.replace(settings, cache_max_age=0))
+    v9 = Context(version="v9")
+    for feature in ("c_old", "c_new"):
+        writer.flushall(target_nodes=RedisCluster.PRIMARIES)
+        change = {"operation": "enable", "feature": feature, "entity": "version:v9", "actor": "t"}
+        assert (await operations.run(uncached, settings, "change", change))["revision"] == 1
+        assert await cached.features(v9) == [feature]
+    await cached.aclose()
+    await uncached.aclose()
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -324,6 +343,21 @@ async def test_the_write_path_works_in_one_slot_on_the_cluster(
     history = await operations.run(store, settings, "history", {})
     assert [entry["operation"] for entry in history["entries"]] == ["undo", "apply", "enable"]
     assert writer.get(PREFIX + "revision") == "3"
+    await store.aclose()
+
+
+async def test_export_on_a_cluster_leaves_a_key_of_another_type_out_naming_it(
+    cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    """The keys of other types are found on the flags' node too (tests/test_unreadable.py on one Redis)."""
+    writer.sadd(PREFIX + "version:v1:positive", "a")
+    writer.set(PREFIX + "group:bad:positive", "x")
+    settings = patient(Settings(redis_url=cluster[2].url, redis_cluster=True, key_prefix=PREFIX))
+    store = Store.from_settings(settings)
+    exported = await operations.run(store, settings, "export", {})
+    assert exported["flags"]["features"] == {"a": {"enabled": ["version:v1"]}}
+    [warning] = exported["warnings"]
+    assert warning.startswith(f"key '{PREFIX}group:bad:positive' holds a string, not a set: left out")
     await store.aclose()
 
 

@@ -186,16 +186,17 @@ def test_history_shows_the_actor_and_undo_restores_the_flags(page: Page, flags: 
     row.get_by_role("button", name="Disable dark for global").click()
     confirm(page, "+ dark disabled at global", "- dark no longer enabled at global", message="too dark")
     newest, older = page.locator("#history tbody tr").all()
-    assert newest.locator(".actor").inner_text() == ACTOR
+    # Directly on Redis the actor is a claim, and shown as one.
+    assert newest.locator(".actor").inner_text() == f"{ACTOR} (claimed)"
     expect(newest).to_contain_text("too dark")
-    assert older.locator(".actor").inner_text() == OTHER
+    assert older.locator(".actor").inner_text() == f"{OTHER} (claimed)"
     undone = newest.get_attribute("data-entry")
     newest.get_by_role("button", name=f"Undo entry {undone}").click()
     confirm(page, "- dark no longer disabled at global", "+ dark enabled at global")
     assert (flags.smembers("global:positive"), flags.smembers("global:negative")) == ({"dark"}, set())
     top = page.locator("#history tbody tr").first
     expect(top).to_contain_text(f"undo of {undone}")
-    assert top.locator(".actor").inner_text() == ACTOR
+    assert top.locator(".actor").inner_text() == f"{ACTOR} (claimed)"
 
 
 def test_an_undo_over_later_changes_is_refused_naming_them_unless_forced(
@@ -322,9 +323,39 @@ def test_a_file_that_is_not_a_flags_file_is_refused_naming_the_problem(page: Pag
     page.locator("#files").get_by_label("Flags file").set_input_files(bad)
     page.locator("#files").get_by_role("button", name="Show the plan").click()
     expect(page.locator("#error")).to_have_text(
-        "entity 'planet:mars' is not global, version:<v>, group:<g> or user:<u>"
+        "bad.yaml, line 3: feature 'dark', enabled: entity 'planet:mars' is not global, version:<v>, group:<g> or"
+        " user:<u>"
     )
     assert flags.keys("*") == []
+
+
+def test_placeholders_read_as_hints_and_are_shown_whole(page: Page) -> None:
+    """A placeholder in the ink of a value reads as one filled in; one cut off reads as nothing."""
+    fields = page.evaluate(
+        """[...document.querySelectorAll('input[placeholder]')].map(input => {
+             const style = getComputedStyle(input), hint = getComputedStyle(input, '::placeholder');
+             const canvas = document.createElement('canvas').getContext('2d');
+             canvas.font = `${hint.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+             // A number field keeps room for its spin buttons (15px in chromium) even while they are hidden.
+             const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)
+                          - (input.type === 'number' ? 15 : 0);
+             return {name: input.name, type: input.type, placeholder: input.placeholder, italic: hint.fontStyle,
+                     fits: canvas.measureText(input.placeholder).width <= room,
+                     lighter: hint.color !== style.color};
+           })"""
+    )
+    assert {field["name"] for field in fields} >= {"name", "entity", "feature", "version", "groups", "user"}
+    for field in fields:
+        assert (field["name"], field["italic"], field["fits"], field["lighter"]) == (
+            field["name"],
+            "italic",
+            True,
+            True,
+        ), field
+        if field["type"] == "text":
+            assert field["placeholder"].startswith("e.g. "), field
+    entity = page.locator("form.new").get_by_label("Entity")
+    assert entity.get_attribute("placeholder") == "e.g. global, version:v1, group:beta, user:42"
 
 
 # The guards, without a browser: what a hostile page or a process without the token could send.
@@ -388,6 +419,14 @@ def test_a_form_without_the_csrf_token_is_refused(
             answer = client.post(base + path, data=form)
             assert (answer.status_code, "CSRF" in answer.text) == (403, True), path
     assert flags.keys("*") == []
+
+
+def test_the_token_is_traded_for_a_redirect_to_the_consoles_own_root_only(console: str) -> None:
+    """`//evil.example/` as a path would be a redirect to another site: the redirect never follows the path."""
+    base, _, query = console.partition("?")
+    answer = httpx.get(f"{base}/evil.example/?{query}&name=x")  # base ends in "/": the path is //evil.example/
+    assert (answer.status_code, answer.headers["location"]) == (303, "/?name=x")
+    assert "flipper_console_" in answer.headers["set-cookie"]
 
 
 def test_every_answer_forbids_scripts_and_frames_from_elsewhere(console: str, origin) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from flipper.core.memberships import FlagError, check_flags, features_of, memberships_of
 from flipper.core.settings import Settings
@@ -66,3 +67,119 @@ def test_what_the_schema_refuses_apply_refuses_too(document: dict[str, Any]) -> 
 def test_yaml_errors_name_the_file_and_line() -> None:
     with pytest.raises(FlagError, match=r"^flags\.yaml, line 2: not valid YAML: "):
         flagsfile.loads("flipper: 1\nfeatures: {a: [}\n", "flags.yaml")
+
+
+# Nine levels of nine aliases: 306 bytes that become 9**9 scalars wherever the document is walked (gigabytes).
+BOMB = "".join(
+    f"{name}: &{name} [{','.join([f'*{previous}'] * 9 if previous else ['x'] * 9)}]\n"
+    for previous, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+)
+
+
+def test_a_yaml_bomb_is_refused_at_its_first_anchor_before_anything_is_expanded() -> None:
+    with pytest.raises(FlagError, match=r"^bomb\.yaml, line 1: anchors \(&a\) are not allowed in a flags file"):
+        flagsfile.loads(BOMB, "bomb.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("flipper: 1\nfeatures:\n  a: *x\n", r"^f\.yaml, line 3: aliases \(\*x\) are not allowed in a flags file"),
+        ("flipper: 1\nfeatures: !!map &x\n  a:\n", r"^f\.yaml, line 2: anchors \(&x\) are not allowed"),
+        ("flipper: 1\nfeatures:\n  a:\n    <<: {enabled: [global]}\n", r"^f\.yaml, line 4: merge keys \(<<\) are"),
+        ("flipper: 1\nfeatures:\n  a: {enabled: [[[[[[[[[[global]]]]]]]]]]}\n", r"^f\.yaml, line 3: nested deeper"),
+        ("[" * 100_000 + "]" * 100_000, r"^f\.yaml, line 1: nested deeper than 8 levels"),  # no RecursionError
+    ],
+)
+def test_aliases_anchors_merge_keys_and_deep_nesting_are_refused_naming_the_line(text: str, error: str) -> None:
+    with pytest.raises(FlagError, match=error):
+        flagsfile.loads(text, "f.yaml")
+
+
+def test_the_size_of_a_flags_file_is_bounded_in_bytes() -> None:
+    assert flagsfile.decode(b"#" * flagsfile.MAX_BYTES, "f.yaml") == "#" * flagsfile.MAX_BYTES
+    with pytest.raises(FlagError, match=r"^f\.yaml is larger than 1024 KiB, the limit for a flags file$"):
+        flagsfile.decode(b"#" * (flagsfile.MAX_BYTES + 1), "f.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "flipper: 1\nfeatures:\n  dup:\n    enabled: [global]\n  dup:\n    disabled: [global]\n",
+            "f.yaml, line 5: key 'dup' appears twice (first on line 3): keep one",
+        ),
+        (
+            "flipper: 1\nfeatures:\n  a:\n    enabled: [global]\n    enabled: [user:u]\n",
+            "f.yaml, line 5: key 'enabled' appears twice (first on line 4): keep one",
+        ),
+        ('{"flipper": 1, "flipper": 1}', "f.yaml, line 1: key 'flipper' appears twice (first on line 1): keep one"),
+    ],
+)
+def test_duplicate_keys_are_refused_naming_the_key_and_line(text: str, error: str) -> None:
+    with pytest.raises(FlagError) as refused:
+        flagsfile.loads(text, "f.yaml")
+    assert str(refused.value) == error
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "flipper: 1\nfeatures:\n  on:\n    enabled: [global]\n",
+            "flags.yaml, line 3: the key on reads as a bool, not text: quote it: 'on':",
+        ),
+        (
+            "flipper: 1\nfeatures:\n  123: {}\n",
+            "flags.yaml, line 3: the key 123 reads as an int, not text: quote it: '123':",
+        ),
+        ("flipper: 1\nfeatures:\n  ? [a]\n  : {}\n", "flags.yaml, line 3: a key must be text, not a sequence"),
+        (
+            "flipper: 1\nfeatures:\n  a:\n    enabled:\n    - global\n    - 'group:'\n",
+            "flags.yaml, line 6: feature 'a', enabled: group name is empty",
+        ),
+        (
+            "flipper: 1\nfeatures:\n  a:\n    rollout:\n      group:beta: 101\n",
+            "flags.yaml, line 5: feature 'a', rollout at 'group:beta': percentage '101' is not a number from 0 to 100"
+            " with at most three decimals",
+        ),
+        ("flipper: 1\nfeatures:\n  ok: {}\n  '': {}\n", "flags.yaml, line 4: feature name is empty"),
+        ("flipper: 1\nfeatures:\n  a:\n    on: [global]\n", "flags.yaml, line 4: the key on reads as a bool"),
+        ("flipper: 1\nfeatures:\n  a:\n    'on': [global]\n", "flags.yaml, line 4: feature 'a' has unknown key 'on'"),
+        ("flipper: 2\n", "flags.yaml, line 1: the flags file must say 'flipper: 1'"),
+        ("", "flags.yaml: the flags file must be a mapping"),
+    ],
+)
+def test_a_files_errors_name_the_file_the_line_and_the_feature(text: str, error: str) -> None:
+    with pytest.raises(FlagError) as refused:
+        flagsfile.read(text, "flags.yaml", Settings())
+    assert str(refused.value).startswith(error)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_file_that_is_not_utf8_is_named_with_the_line_and_byte_offset() -> None:
+    data = b"flipper: 1\nfeatures:\n  caf\xef: {}\n"
+    with pytest.raises(FlagError) as refused:
+        flagsfile.decode(data, "flags.yaml")
+    assert str(refused.value) == ("flags.yaml, line 3: not UTF-8 (byte 0xef at offset 26): save the file as UTF-8")
+
+
+def test_read_returns_the_document_checked() -> None:
+    text = "flipper: 1\nfeatures:\n  a:\n    rollout: {global: 010}\n"
+    assert flagsfile.read(text, "f.yaml", Settings()) == {
+        "flipper": 1,
+        "features": {"a": {"rollout": {"global": "010"}}},
+    }
+
+
+def test_the_document_as_data_has_percentages_as_numbers_as_the_yaml_does() -> None:
+    document = {
+        "flipper": 1,
+        "features": {"a": {"enabled": ["global"], "rollout": {"global": "97.601", "group:g": "25"}}},
+    }
+    data = flagsfile.as_data(document)
+    assert data == {
+        "flipper": 1,
+        "features": {"a": {"enabled": ["global"], "rollout": {"global": 97.601, "group:g": 25}}},
+    }
+    assert yaml.safe_load(flagsfile.dumps(document)) == data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -237,7 +238,11 @@ def test_admin_event_changes_flags_under_the_prefix_through_the_audited_write_pa
     event = request_event("http-api", "/", [("version", "v1"), ("group", "g1")])
     assert body(invoke(handler, event)) == {"features": ["feature_A", "special"]}
     [entry] = invoke(handler, admin_event("history"))["result"]["entries"]
-    assert (entry["actor"], entry["id"]) == ("arn:aws:iam::1:user/op", added["result"]["entry"])
+    assert entry["id"] == added["result"]["entry"]
+    assert (entry["actor"], entry["claimed_by"]) == (
+        "lambda:InvokeFunction (caller unverified)",
+        "arn:aws:iam::1:user/op",
+    )
     exported = invoke(handler, admin_event("export"))["result"]["flags"]["features"]
     assert exported["feature_B"] == {"enabled": ["version:v1"], "disabled": ["group:g1"]}
 
@@ -400,3 +405,82 @@ def test_usage_is_flushed_between_invocations_and_at_sigterm(
     flushes = [blob["UsageFlushes"] for blob in emf_blobs(capsys.readouterr().out) if "UsageFlushes" in blob]
     assert sum(count for counts in flushes for count in counts) == 2  # one in the background, one at SIGTERM
     client.close()
+
+
+OPERATOR = "arn:aws:iam::123456789012:user/operator"  # tests/events/function-url.json's IAM caller
+ALICE = "arn:aws:iam::123456789012:user/alice"
+ON_OPERATOR = LambdaContext(invoked_function_arn=LambdaContext.invoked_function_arn + ":operator")
+ON_LIVE = LambdaContext(invoked_function_arn=LambdaContext.invoked_function_arn + ":live")
+
+
+def operator_request(kind: str, name: str, **arguments: Any) -> dict[str, Any]:
+    return request_event(kind, "/admin", json_body={"operation": name, "arguments": arguments})
+
+
+def history(handler: ModuleType) -> list[dict[str, Any]]:
+    return invoke(handler, admin_event("history"))["result"]["entries"]
+
+
+def test_a_raw_invoke_claiming_alice_records_alice_as_claimed_only(handler: ModuleType, flags: redis.Redis) -> None:
+    """Anyone allowed to invoke the function can put any actor in the event: it is kept, as a claim, and
+    neither the event's actor nor its claimed_by becomes the actor."""
+    claiming = admin_event("change", operation="enable", feature="a", entity="global", actor=ALICE, claimed_by="bob")
+    assert "result" in handler.handler(claiming, ON_OPERATOR)  # on any alias: a raw event is a raw invoke
+    [entry] = history(handler)
+    assert (entry["actor"], entry["claimed_by"]) == ("lambda:InvokeFunction (caller unverified)", ALICE)
+
+
+def test_the_operator_url_records_the_iam_caller_as_actor_whatever_the_body_claims(
+    handler: ModuleType, flags: redis.Redis
+) -> None:
+    enable = operator_request("function-url", "change", operation="enable", feature="a", entity="global", actor=ALICE)
+    response = handler.handler(enable, ON_OPERATOR)
+    assert (response["statusCode"], response["headers"]["content-type"]) == (200, "application/json")
+    assert body(response)["result"]["changes"] == [["global:positive", "a", "", "1"]]
+    own = operator_request("function-url", "change", operation="disable", feature="a", entity="global", actor=OPERATOR)
+    assert handler.handler(own, ON_OPERATOR)["statusCode"] == 200
+    unchanged = operator_request("function-url", "change", operation="disable", feature="a", entity="global")
+    assert body(handler.handler(unchanged, ON_OPERATOR))["error"].startswith("change: missing a required argument")
+    newest, oldest = history(handler)
+    assert (oldest["actor"], oldest["claimed_by"]) == (OPERATOR, ALICE)
+    assert (newest["actor"], "claimed_by" in newest) == (OPERATOR, False)  # its claim is what Lambda proved
+
+
+def test_the_operator_url_answers_refusals_as_http_errors(handler: ModuleType, flags: redis.Redis) -> None:
+    refused = operator_request("function-url", "apply", flags_file={"flipper": 1}, revision=7, actor=OPERATOR)
+    response = handler.handler(refused, ON_OPERATOR)
+    assert (response["statusCode"], body(response)["kind"]) == (409, "refused")
+    wrong = request_event("function-url", "/admin")
+    assert handler.handler(wrong, ON_OPERATOR)["statusCode"] == 405
+    elsewhere = request_event("function-url", "/", json_body={"operation": "history"})
+    assert handler.handler(elsewhere, ON_OPERATOR)["statusCode"] == 404
+    garbled = operator_request("function-url", "history")
+    garbled["body"] = "{"
+    assert handler.handler(garbled, ON_OPERATOR)["statusCode"] == 400
+    encoded = operator_request("function-url", "history")  # as a Function URL delivers a binary content type
+    encoded["body"], encoded["isBase64Encoded"] = base64.b64encode(encoded["body"].encode()).decode(), True
+    assert body(handler.handler(encoded, ON_OPERATOR)) == {"result": {"entries": []}}
+
+
+@pytest.mark.parametrize("kind", ["http-api", "function-url"])
+def test_a_request_through_the_api_cannot_write_even_with_a_forged_authorizer(
+    handler: ModuleType, flags: redis.Redis, kind: str
+) -> None:
+    """API Gateway invokes the alias `live`: whatever its event says about an IAM caller, POST /admin there is
+    the evaluation app's 404, as a Function URL event is on any alias but `operator`."""
+    forged = operator_request(kind, "change", operation="enable", feature="a", entity="global", actor=ALICE)
+    forged["requestContext"]["authorizer"] = {"iam": {"userArn": ALICE, "accountId": "123456789012"}}
+    forged["requestContext"]["domainName"] = "abcdefghij.lambda-url.us-east-1.on.aws"
+    keys_before = sorted(flags.keys("*"))
+    for context in (ON_LIVE, LambdaContext()):
+        assert handler.handler(forged, context)["statusCode"] == 404
+    assert sorted(flags.keys("*")) == keys_before
+
+
+def test_the_operator_alias_refuses_a_request_no_iam_authorizer_vouches_for(
+    handler: ModuleType, flags: redis.Redis
+) -> None:
+    unsigned = operator_request("http-api", "change", operation="enable", feature="a", entity="global", actor=ALICE)
+    response = handler.handler(unsigned, ON_OPERATOR)
+    assert (response["statusCode"], body(response)["kind"]) == (403, "forbidden")
+    assert flags.get("{flipper}:revision") is None

@@ -308,7 +308,7 @@ async def test_apply_is_refused_when_the_flags_changed_since_the_plan(store: Sto
         ({"flipper": 1, "flags": {}}, "the flags file has unknown top-level key 'flags'"),
         (flags_file({"a": {"on": ["global"]}}), "feature 'a' has unknown key 'on'"),
         (flags_file({"a": {"enabled": "global"}}), "feature 'a': enabled must be a list"),
-        (flags_file({"a": {"enabled": ["everyone"]}}), "entity 'everyone' is not global"),
+        (flags_file({"a": {"enabled": ["everyone"]}}), "feature 'a', enabled: entity 'everyone' is not global"),
         (flags_file({"": {"enabled": ["global"]}}), "feature name is empty"),
         (flags_file({"a": {"rollout": {"global": 101}}}), "feature 'a', rollout at 'global': percentage '101'"),
         (flags_file({"a": {"rollout": {"user:u": 1}}}), "feature 'a': a user has no rollout"),
@@ -607,3 +607,14 @@ async def test_delete_is_refused_when_the_flags_change_between_its_read_and_its_
     with pytest.raises(Refused):
         await run(store, "delete", feature="a", actor=ACTOR)
     assert await store.client.smembers("global:positive") == {"a"}
+
+
+@pytest.mark.parametrize("entry", ["99999999999999999999-0", "0-18446744073709551616", "18446744073709551616-1"])
+async def test_undo_of_an_entry_id_beyond_any_stream_id_is_no_such_entry(store: Store, entry: str) -> None:
+    """A stream id's parts are unsigned 64-bit: Redis refuses a larger one ("Invalid stream ID"), which no
+    entry has, so there is no such entry, said as for any other, and nothing is written."""
+    await change(store, "enable", "a", "global")
+    before = await dump(store)
+    with pytest.raises(FlagError, match=rf"^no audit entry '{entry}'"):
+        await run(store, "undo", entry=entry, actor=ACTOR)
+    assert await dump(store) == before

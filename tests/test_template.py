@@ -19,6 +19,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from flipper.core.settings import Settings, has_hash_tag
 from flipper.core.store import Store
+from flipper.operate import admin
 from flipper.serve.app import create_app
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
@@ -109,7 +110,11 @@ def test_the_api_invokes_the_published_alias_that_snapstart_applies_to(
     template["Resources"]["FlipperFunction"]["Properties"]["CodeUri"] = "s3://bucket/flipper.zip"  # as packaged
     resources = transform(template, {"SnapStart": "PublishedVersions"}, _NoManagedPolicies())["Resources"]
 
-    alias = next(name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Alias")
+    alias = next(
+        name
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Lambda::Alias" and resource["Properties"]["Name"] == "live"
+    )
     assert resources["FlipperFunction"]["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
     body = resources["HttpApi"]["Properties"]["Body"]
     permissions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
@@ -190,3 +195,29 @@ def test_the_throttling_parameters_say_they_apply_per_route(template: dict[str, 
     assert f"up to {routes} times it" in rate
     assert "per route" in template["Parameters"]["ThrottlingBurstLimit"]["Description"]
     assert "ThrottlingRateLimit" in template["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"]
+
+
+def test_the_operator_url_is_iam_signed_on_an_alias_that_only_the_url_may_invoke(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What lets the function take the Function URL's authorizer as proof (docs/operate.md, "Who made a
+    change"): the URL is AWS_IAM, on the alias the handler checks for, at the version `live` runs; the
+    operators' policy allows invoking that alias only through the URL, and no resource policy names it."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    template = copy.deepcopy(template)
+    template["Resources"]["FlipperFunction"]["Properties"]["CodeUri"] = "s3://bucket/flipper.zip"
+    resources = transform(template, {}, _NoManagedPolicies())["Resources"]
+    url = resources["OperatorUrl"]["Properties"]
+    assert url == {"TargetFunctionArn": {"Ref": "OperatorAlias"}, "AuthType": "AWS_IAM"}
+    alias = resources["OperatorAlias"]["Properties"]
+    assert alias["Name"] == admin.OPERATOR_ALIAS
+    assert alias["FunctionVersion"] == resources["FlipperFunctionAliaslive"]["Properties"]["FunctionVersion"]
+    permissions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
+    assert {p["FunctionName"]["Ref"] for p in permissions} == {"FlipperFunctionAliaslive"}  # the API's only
+    statements = resources["OperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    on_alias = {s["Action"]: s.get("Condition") for s in statements if s["Resource"] == {"Ref": "OperatorAlias"}}
+    assert on_alias == {
+        "lambda:InvokeFunctionUrl": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+        "lambda:InvokeFunction": {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
+    }
+    assert template["Outputs"]["OperatorUrl"]["Value"] == {"Fn::GetAtt": ["OperatorUrl", "FunctionUrl"]}

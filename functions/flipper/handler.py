@@ -12,10 +12,9 @@ import asyncio
 import signal
 import sys
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
 from flipper.core.settings import Settings
@@ -23,6 +22,9 @@ from flipper.operate import admin
 from flipper.serve.app import SHUTDOWN_FLUSH_SECONDS, create_app
 from flipper.serve.observability import MeteredStore, logger, metrics, traced
 from flipper.serve.snapstart import register_hooks
+
+if TYPE_CHECKING:  # an annotation only: not imported at a cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = Settings.from_environ()
 store = MeteredStore.from_settings(settings)
@@ -60,4 +62,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     asyncio.set_event_loop(loop)  # Mangum runs the app on the current loop: make it ours, every time
     if admin.is_admin_event(event):
         return loop.run_until_complete(admin.run(store, settings, event))
+    # Which alias Lambda invoked is the platform's fact, unlike anything in the event: API Gateway invokes
+    # `live`, so no request through it reaches the operator path, whatever its requestContext says.
+    if admin.is_operator_invocation(context.invoked_function_arn):
+        return loop.run_until_complete(admin.serve(store, settings, event))
     return asgi(event, context)

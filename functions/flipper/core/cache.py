@@ -1,6 +1,9 @@
 """The function instance's cache of flag keys and answers, validated by the store's revision (issue 11).
 
-Every write through Flipper's write path INCRs `<prefix>revision`. Each evaluation still makes its one
+Every write through Flipper's write path INCRs `<prefix>revision` and sets `<prefix>revision:stamp` to a
+random token of its own; the revision is the two together, so a count that went back (a flush, a restart
+without persistence, a lagging replica promoted) and was written up again is not the revision known
+(issue 20). Each evaluation still makes its one
 script call (shared with the evaluations that arrived with it: `batches`), sending the revision this
 instance knows and which of the caller's keys it holds at that revision and younger than
 FLIPPER_CACHE_MAX_AGE; the script answers with the revision alone when nothing
@@ -19,20 +22,30 @@ import collections
 import sys
 import time
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from typing import Any
 
-# A cached key's contents: the members of a set, or a rollout's thousandths per feature.
-Contents = frozenset[str] | Mapping[str, int]
+# A cached key's contents: the members of a set, a rollout's thousandths per feature, a values hash's values
+# per feature (`model.Value`), or the variants per feature (tuples of `model.Variant`).
+Contents = frozenset[str] | Mapping[str, Any]
 _OVERHEAD = 200  # bytes per cache slot besides its contents: the entry, the LRU's node, the key
 
 
 class Entry:
-    """One key's contents as read at `revision`, sent for at `read_at` (monotonic seconds)."""
+    """One key's contents as read at `revision` with `stamp` (`replies.revision`), sent for at `read_at`
+    (monotonic seconds)."""
 
-    __slots__ = ("contents", "read_at", "revision", "size")
+    __slots__ = ("contents", "read_at", "revision", "size", "stamp")
 
-    def __init__(self, contents: Contents, revision: int, read_at: float) -> None:
-        self.contents, self.revision, self.read_at = contents, revision, read_at
+    def __init__(self, contents: Contents, revision: int, read_at: float, stamp: str | None = None) -> None:
+        self.contents, self.revision, self.stamp, self.read_at = contents, revision, stamp, read_at
         self.size = _OVERHEAD + sys.getsizeof(contents) + sum(map(sys.getsizeof, contents))
+        if isinstance(contents, Mapping):  # what the features map to: percentages, values, variants
+            self.size += sum(map(_size, contents.values()))
+
+
+def _size(item: object) -> int:
+    """A hash's field value in bytes: a tuple of variants counted with each variant (their `__sizeof__`)."""
+    return sys.getsizeof(item) + (sum(map(sys.getsizeof, item)) if isinstance(item, tuple) else 0)
 
 
 class Answer:
@@ -48,7 +61,8 @@ class Answer:
 
 
 class Cache:
-    """A bounded LRU of key entries and answers sharing one byte budget, and the newest revision seen.
+    """A bounded LRU of key entries and answers sharing one byte budget, and the revision (count and stamp)
+    the last call saw.
 
     Sizes are estimates from `sys.getsizeof` of the contents and their members, plus a fixed overhead.
     """
@@ -56,6 +70,7 @@ class Cache:
     def __init__(self, max_age: float, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_age, self.max_bytes, self.clock = max_age, max_bytes, clock
         self.revision: int | None = None
+        self.stamp: str | None = None
         self.size = 0
         self._slots: collections.OrderedDict[Hashable, Entry | Answer] = collections.OrderedDict()
 
@@ -66,30 +81,35 @@ class Cache:
         """Forget everything: Redis restarted, failed over or was flushed, or failed to answer."""
         self._slots.clear()
         self.size = 0
-        self.revision = None
+        self.revision = self.stamp = None
 
     def held(self, keys: Collection[str], now: float) -> list[Entry | None]:
-        """For each key, the entry that may be used without reading it again, if any: read at the newest
-        revision seen and younger than the max age."""
+        """For each key, the entry that may be used without reading it again, if any: read at the revision
+        the last call saw, stamp included, and younger than the max age."""
         held: list[Entry | None] = []
         for key in keys:
             entry = self._slots.get(key)
-            if isinstance(entry, Entry) and entry.revision == self.revision and now - entry.read_at < self.max_age:
+            if (
+                isinstance(entry, Entry)
+                and (entry.revision, entry.stamp) == (self.revision, self.stamp)
+                and now - entry.read_at < self.max_age
+            ):
                 self._slots.move_to_end(key)
                 held.append(entry)
             else:
                 held.append(None)
         return held
 
-    def store(self, key: str, contents: Contents, revision: int, read_at: float) -> Entry:
+    def store(self, key: str, contents: Contents, revision: int, read_at: float, stamp: str | None = None) -> Entry:
         """Remember `key`'s contents. An entry whose contents did not change is kept (refreshed), so that
-        answers computed from it stay valid."""
+        answers computed from it stay valid. The store's calls are one at a time (`batches`): each reply is
+        the newest the instance has seen, so an entry is refreshed to its revision whatever it held before."""
         entry = self._slots.get(key)
-        if isinstance(entry, Entry) and entry.contents == contents and entry.revision <= revision:
-            entry.revision, entry.read_at = revision, read_at
+        if isinstance(entry, Entry) and entry.contents == contents:
+            entry.revision, entry.stamp, entry.read_at = revision, stamp, read_at
             self._slots.move_to_end(key)
             return entry
-        entry = Entry(contents, revision, read_at)
+        entry = Entry(contents, revision, read_at, stamp)
         self._put(key, entry)
         return entry
 

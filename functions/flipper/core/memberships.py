@@ -8,14 +8,15 @@ Flags written with plain `redis-cli SADD` are memberships like any other.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from flipper.core import names
 from flipper.core.model import NEGATIVE, POSITIVE, ROLLOUT, is_rollout_key, parse_percentage
 from flipper.core.settings import Settings
-from flipper.core.store import Store
+from flipper.core.store import Store, Unreadable
 
 ENTITY_KINDS = ("version", "group", "user")
 # The file's names for a feature's three kinds of membership, and the key suffix each is held under.
@@ -28,7 +29,12 @@ _FLAG_KEY = re.compile(r"(global|(?:version|group|user):.+):(positive|negative|r
 
 
 class FlagError(ValueError):
-    """Operator input that cannot be applied; the message is one line naming the problem."""
+    """Operator input that cannot be applied; the message is one line naming the problem, and `at` where it is
+    in a flags document (its keys and list indexes from the top), so that the flags file can name the line."""
+
+    def __init__(self, message: str, at: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.at = at
 
 
 def check_name(what: str, value: object, settings: Settings) -> str:
@@ -77,13 +83,22 @@ def entity_sort_key(name: str) -> tuple[int, str]:
     return (("global", *ENTITY_KINDS).index(kind), name)
 
 
-async def read_state(store: Store) -> tuple[int, Memberships]:
-    """The revision and every membership in Redis, from one atomic snapshot of every flag key."""
+async def read_state(store: Store, skipped: list[str] | None = None) -> tuple[int, Memberships]:
+    """The revision and every membership in Redis, from one atomic snapshot of every flag key.
+
+    A key of another type than its name says (written around Flipper) cannot be read. With `skipped`, it is
+    left out and a warning naming it appended there: what is only shown goes on without it. Without, it is
+    a FlagError naming it: what is written from the state must not guess what that key would hold."""
     keys = [key for key in await store.all_keys() if _is_flag_key(key)]
     revision, contents = await store.snapshot_keys(keys)
     state: Memberships = {}
     for key, content in zip(keys, contents, strict=True):
-        if is_rollout_key(key):  # HGETALL's flat field, value list
+        if isinstance(content, Unreadable):
+            problem = f"key {content.name!r} holds a {content.kind}, not a {content.expected}"
+            if skipped is None:
+                raise FlagError(f"{problem}: Flipper cannot read it; redis-cli DEL it (or mend it), then run again")
+            skipped.append(f"{problem}: left out (redis-cli DEL it, or mend it)")
+        elif is_rollout_key(key):  # HGETALL's flat field, value list
             state.update(((key, field), value) for field, value in zip(content[::2], content[1::2], strict=True))
         else:
             state.update(((key, member), "1") for member in content)
@@ -133,45 +148,66 @@ def check_flags(document: object, settings: Settings) -> dict[str, dict[str, Any
         raise FlagError("the flags file must be a mapping with 'flipper' and 'features'")
     unknown = sorted(map(str, set(document) - {"flipper", "features"}))
     if unknown:
-        raise FlagError(f"the flags file has unknown top-level key {unknown[0]!r}; expected flipper and features")
+        raise FlagError(
+            f"the flags file has unknown top-level key {unknown[0]!r}; expected flipper and features", (unknown[0],)
+        )
     if type(document.get("flipper")) is not int or document["flipper"] != FILE_FORMAT:  # not True, not 1.0
-        raise FlagError(f"the flags file must say 'flipper: {FILE_FORMAT}' (its format version)")
+        raise FlagError(f"the flags file must say 'flipper: {FILE_FORMAT}' (its format version)", ("flipper",))
     features = document.get("features") or {}
     if not isinstance(features, dict):
-        raise FlagError("'features' must be a mapping of feature name to its state")
-    return {
-        check_name("feature name", name, settings): _check_feature(name, entry, settings)
-        for name, entry in features.items()
-    }
+        raise FlagError("'features' must be a mapping of feature name to its state", ("features",))
+    checked = {}
+    for name, entry in features.items():
+        with _at("", "features", name):
+            checked[check_name("feature name", name, settings)] = _check_feature(name, entry, settings)
+    return checked
 
 
 def _check_feature(feature: str, entry: object, settings: Settings) -> dict[str, Any]:
+    """One feature's entry checked; a FlagError's `at` is the place in the entry."""
     if entry is None:
         return {}
     if not isinstance(entry, dict):
         raise FlagError(f"feature {feature!r} must map enabled, disabled and rollout to entities")
     unknown = sorted(map(str, set(entry) - set(FIELDS)))
     if unknown:
-        raise FlagError(f"feature {feature!r} has unknown key {unknown[0]!r}; expected enabled, disabled or rollout")
+        raise FlagError(
+            f"feature {feature!r} has unknown key {unknown[0]!r}; expected enabled, disabled or rollout", (unknown[0],)
+        )
     checked: dict[str, Any] = {}
     for field in ("enabled", "disabled"):
         names = entry.get(field) or []
         if not isinstance(names, list):
-            raise FlagError(f"feature {feature!r}: {field} must be a list of entities")
-        checked[field] = sorted({parse_entity(name, settings) for name in names}, key=entity_sort_key)
+            raise FlagError(f"feature {feature!r}: {field} must be a list of entities", (field,))
+        entities = set()
+        for index, name in enumerate(names):
+            with _at(f"feature {feature!r}, {field}: ", field, index):
+                entities.add(parse_entity(name, settings))
+        checked[field] = sorted(entities, key=entity_sort_key)
     rollout = entry.get("rollout") or {}
     if not isinstance(rollout, dict):
-        raise FlagError(f"feature {feature!r}: rollout must map entities to percentages")
+        raise FlagError(f"feature {feature!r}: rollout must map entities to percentages", ("rollout",))
     checked["rollout"] = {}
     for name, value in rollout.items():
-        where = parse_entity(name, settings)
+        with _at(f"feature {feature!r}, rollout: ", "rollout", name):
+            where = parse_entity(name, settings)
         if where.startswith("user:"):
-            raise FlagError(f"feature {feature!r}: a user has no rollout ({where!r}); enable or disable it instead")
-        try:
+            raise FlagError(
+                f"feature {feature!r}: a user has no rollout ({where!r}); enable or disable it instead",
+                ("rollout", name),
+            )
+        with _at(f"feature {feature!r}, rollout at {where!r}: ", "rollout", name):
             checked["rollout"][where] = percentage(value)
-        except FlagError as exc:
-            raise FlagError(f"feature {feature!r}, rollout at {where!r}: {exc}") from None
     return {field: value for field, value in checked.items() if value}
+
+
+@contextlib.contextmanager
+def _at(prefix: str, *at: str | int) -> Iterator[None]:
+    """A FlagError raised inside, its message after `prefix` and its place under `at`."""
+    try:
+        yield
+    except FlagError as exc:
+        raise FlagError(prefix + str(exc), (*at, *exc.at)) from None
 
 
 Change = tuple[str, str, str, str]  # key, feature, before, after: as lua/write.lua reports it
@@ -186,6 +222,20 @@ def plan(current: Memberships, desired: Memberships, features: Iterable[str]) ->
         for key, feature in sorted(relevant, key=_change_order)
         if _value(current.get((key, feature), "")) != _value(desired.get((key, feature), ""))
     ]
+
+
+def warnings(changes: Iterable[Change]) -> list[str]:
+    """A warning for each name the `changes` write that may look like another (names.lookalike), in their order."""
+    found: dict[str, None] = {}  # each warning once, in the plan's order
+    for key, feature, _, after in changes:
+        if not after:  # a removal writes no name
+            continue
+        kind, _, name = key.rpartition(":")[0].partition(":")  # `global` has no name
+        for what, value in (("feature name", feature), (f"{kind} name", name)):
+            why = names.lookalike(value) if value else None
+            if why:
+                found[f"{what} {value!r} {why}: check it is the name you mean"] = None
+    return list(found)
 
 
 def _value(text: str) -> object:

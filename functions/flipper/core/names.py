@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import collections
+import unicodedata
+
 from flipper.core.settings import Settings
+
+# Scripts that one language writes together: Japanese mixes Han (CJK), Hiragana and Katakana, Korean Hangul
+# and Han (HALFWIDTH letters are Katakana and Hangul). Each counts as CJK, so such names are one script.
+_CJK = {"CJK", "HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA", "HANGUL", "HALFWIDTH"}
 
 
 class InvalidName(ValueError):
@@ -39,3 +46,34 @@ def group_set(groups: list[str], settings: Settings) -> tuple[str, ...]:
     if len(unique) > settings.max_groups:
         raise InvalidName(f"{len(unique)} groups given; the limit is {settings.max_groups}")
     return unique
+
+
+def lookalike(value: str) -> str | None:
+    """Why `value` may look like another name (`checkout` spelt with a Cyrillic es), or None: a warning, not a refusal.
+
+    It holds an invisible character (Unicode format characters, category Cf: zero-width space and joiners,
+    U+FEFF, bidi controls), or its letters (category L) come from more than one script, a letter's script
+    being its Unicode name's first word (LATIN, CYRILLIC, GREEK, FULLWIDTH...), CJK's scripts counting as one.
+    Digits, punctuation and combining marks belong to no script. Not caught: a name wholly in another script.
+    """
+    if value.isascii():  # the usual name: no format character, every letter Latin
+        return None
+    for c in value:
+        if unicodedata.category(c) == "Cf":
+            return f"holds {_described(c)}, an invisible character"
+    scripts = collections.Counter(_script(c) for c in value if unicodedata.category(c).startswith("L"))
+    scripts.pop("", None)
+    if len(scripts) < 2:
+        return None
+    main = scripts.most_common(1)[0][0]
+    other = next(c for c in value if unicodedata.category(c).startswith("L") and _script(c) not in ("", main))
+    return f"mixes scripts ({_described(other)} among {main} letters)"
+
+
+def _script(letter: str) -> str:
+    script = unicodedata.name(letter, "").partition(" ")[0]
+    return "CJK" if script in _CJK else script
+
+
+def _described(c: str) -> str:
+    return f"U+{ord(c):04X} {unicodedata.name(c, 'unnamed')}"

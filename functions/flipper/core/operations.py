@@ -57,21 +57,29 @@ def _context(settings: Settings, version: object, groups: object, user: object) 
     )
 
 
-def _audit(actor: object, operation: str, message: object, **fields: str) -> dict[str, str]:
+def _audit(actor: object, operation: str, message: object, claimed_by: object = None, **fields: str) -> dict[str, str]:
+    """The entry's fields: `actor` is who the path proves made the change, `claimed_by` who the caller says
+    made it when nothing proves that (docs/operate.md, "Who made a change")."""
     if not isinstance(actor, str) or not actor:
         raise FlagError("actor must be a non-empty string: who makes the change")
+    if claimed_by is not None and (not isinstance(claimed_by, str) or not claimed_by):
+        raise FlagError("claimed_by must be a non-empty string: who the caller says makes the change")
     if message is not None and not isinstance(message, str):
         raise FlagError("message must be a string")
-    return {"actor": actor, "operation": operation, **fields, **({"message": message} if message else {})}
+    claimed = {"claimed_by": claimed_by} if claimed_by else {}
+    return {"actor": actor, **claimed, "operation": operation, **fields, **({"message": message} if message else {})}
 
 
 @_operation
 async def export(store: Store, settings: Settings) -> dict[str, Any]:
-    """The whole flag state, as a flags file holds it, and the revision it was read at."""
-    revision, state = await memberships.read_state(store)
+    """The whole flag state, as a flags file holds it, and the revision it was read at; with "warnings" when
+    keys had to be left out (the command prints them on stderr)."""
+    skipped: list[str] = []
+    revision, state = await memberships.read_state(store, skipped)
     return {
         "revision": revision,
         "flags": {"flipper": memberships.FILE_FORMAT, "features": memberships.features_of(state)},
+        **({"warnings": skipped} if skipped else {}),
     }
 
 
@@ -110,6 +118,7 @@ async def change(
     percentage: object = None,
     message: object = None,
     revision: object = None,
+    claimed_by: object = None,
 ) -> dict[str, Any]:
     """Enable, disable, clear or roll out one feature at one entity, through the audited write path.
 
@@ -123,7 +132,7 @@ async def change(
         store,
         settings,
         change_memberships(operation, name, where, percentage),
-        _audit(actor, operation, message, feature=name, entity=where),
+        _audit(actor, operation, message, claimed_by, feature=name, entity=where),
         expected_revision=_revision(revision),
     )
 
@@ -184,7 +193,13 @@ def _rollout(where: str, percentage: object) -> str:
 
 @_operation
 async def delete(
-    store: Store, settings: Settings, feature: object, actor: object, message: object = None, revision: object = None
+    store: Store,
+    settings: Settings,
+    feature: object,
+    actor: object,
+    message: object = None,
+    revision: object = None,
+    claimed_by: object = None,
 ) -> dict[str, Any]:
     """The feature out of every set and rollout of every entity; with `revision`, only if still at it."""
     name = _removable(feature)
@@ -196,7 +211,7 @@ async def delete(
         store,
         settings,
         wanted,
-        _audit(actor, "delete", message, feature=name),
+        _audit(actor, "delete", message, claimed_by, feature=name),
         expected_revision=read_at if expected is None else expected,
     )
     # Its usage too, even when no entity named it: how a name callers asked about, but no flag, is forgotten.
@@ -274,9 +289,12 @@ def _time(ms: str | None) -> str | None:
 
 @_operation
 async def plan(store: Store, settings: Settings, flags_file: object, prune: object = False) -> dict[str, Any]:
-    """The memberships that applying `flags_file` would change, and the revision the plan was made at."""
+    """The memberships that applying `flags_file` would change, and the revision the plan was made at; and
+    `warnings`, when there are any, about names it writes that may look like others (names.lookalike)."""
     revision, changes = await _plan(store, settings, flags_file, prune)
-    return {"revision": revision, "changes": [list(change) for change in changes]}
+    warned = memberships.warnings(changes)
+    result = {"revision": revision, "changes": [list(change) for change in changes]}
+    return {**result, "warnings": warned} if warned else result
 
 
 @_operation
@@ -288,11 +306,12 @@ async def apply(
     actor: object,
     prune: object = False,
     message: object = None,
+    claimed_by: object = None,
 ) -> dict[str, Any]:
     """Make the flags match `flags_file`, in one atomic write, only if the revision is still `revision`."""
     if not isinstance(revision, int) or isinstance(revision, bool):
         raise FlagError("revision must be the integer the plan was made at")
-    audit = _audit(actor, "apply", message)
+    audit = _audit(actor, "apply", message, claimed_by)
     current, changes = await _plan(store, settings, flags_file, prune)
     if current != revision:
         raise writes.Refused(f"flags changed since the plan (revision {revision}, now {current}); run again")
@@ -327,13 +346,14 @@ async def undo(
     force: object = False,
     message: object = None,
     revision: object = None,
+    claimed_by: object = None,
 ) -> dict[str, Any]:
     """The inverse of audit entry `entry`, itself audited; refused when later entries changed the same flags,
     or, with `revision`, when the flags are no longer at that revision."""
     if not isinstance(entry, str):
         raise FlagError("entry must be an audit entry id such as 1700000000000-0")
     expected = _revision(revision)
-    audit = _audit(actor, "undo", message)
+    audit = _audit(actor, "undo", message, claimed_by)
     result = await writes.undo(
         store,
         entry,

@@ -1,21 +1,36 @@
 """Reading the evaluation script's replies: the revision, each key's contents as the cache holds them, and
-what to do with what was written around Flipper (members that are not UTF-8, percentages that are not)."""
+what to do with what was written around Flipper (members that are not UTF-8, percentages that are not,
+values and variants that are not JSON of the documented shape)."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flipper.core.cache import Contents
-from flipper.core.model import is_rollout_key, parse_percentage
+from flipper.core.model import (
+    BUCKETS,
+    MAX_VALUE_BYTES,
+    ROLLOUT,
+    VALUES,
+    VARIANTS,
+    Value,
+    Variant,
+    canonical_json,
+    is_hash_key,
+    parse_percentage,
+)
 
 logger = logging.getLogger("flipper")
 
-_INTEGER = re.compile(r"-?[0-9]+")  # what INCR keeps a revision as: ASCII digits, one optional minus
+# The revision as lua/evaluate.lua answers it: the count (what INCR keeps: ASCII digits, one optional minus),
+# then, once a write through Flipper's write path has stamped it, `:` and that write's stamp.
+_REVISION = re.compile(r"(-?[0-9]+)(?::([0-9a-f]{16}))?")
 # Rollout hashes hold few distinct values ("5", "25", "100"): each is parsed once, not once per evaluation.
 _thousandths = functools.lru_cache(maxsize=1024)(parse_percentage)
 
@@ -30,7 +45,7 @@ def decoded(keys: list[str], reply: bytes | list[Any]) -> str | list[Any]:
     for key, members in zip(keys, raw_contents, strict=True):
         if members is None:
             read.append(None)
-        elif is_rollout_key(key):
+        elif is_hash_key(key):
             pairs = [_utf8(key, (field, value)) for field, value in zip(members[::2], members[1::2], strict=True)]
             read.append([text for pair in pairs if pair is not None for text in pair])
         else:
@@ -57,13 +72,31 @@ def utf8_names(raw: list[bytes]) -> Iterator[str]:
 
 
 def contents(key: str, raw: list[str]) -> Contents:
-    """A key's contents as the cache holds them: a set's members, or a rollout's thousandths per feature."""
-    return percentages(key, raw) if is_rollout_key(key) else frozenset(raw)
+    """A key's contents as the cache holds them, parsed once per read: a set's members, a rollout's
+    thousandths per feature, a values hash's values per feature, or the variants per feature."""
+    kind = key.rpartition(":")[2]
+    if kind == ROLLOUT:
+        return percentages(key, raw)
+    if kind == VALUES:
+        return _hash(key, raw, _value)
+    if kind == VARIANTS:
+        return _hash(key, raw, _variants)
+    return frozenset(raw)
 
 
-def revision(raw: str) -> int | None:
-    """The store's revision as an integer; None when someone wrote something else there by hand."""
-    return int(raw) if _INTEGER.fullmatch(raw) else None
+def revision(raw: str) -> tuple[int, str | None] | None:
+    """The store's revision: its count, and the stamp of the write that made it (None when no write through
+    this write path made it: a store the previous version wrote, or only redis-cli); None when someone wrote
+    something else there by hand."""
+    match = _REVISION.fullmatch(raw)
+    return None if match is None else (int(match[1]), match[2])
+
+
+def known(count: int | None, stamp: str | None) -> str:
+    """The revision as the script compares it: what it answered for this count and stamp ('' for none)."""
+    if count is None:
+        return ""
+    return str(count) if stamp is None else f"{count}:{stamp}"
 
 
 def percentages(key: str, flat: list[str]) -> dict[str, int]:
@@ -85,3 +118,78 @@ def percentages(key: str, flat: list[str]) -> dict[str, int]:
                 )
                 values[index] = 0
     return dict(zip(features, values, strict=True))
+
+
+class _Malformed(ValueError):
+    """A value or variants entry that is not of the documented shape: why, in words."""
+
+
+def _hash(key: str, flat: list[str], parse: Callable[[str], Any]) -> dict[str, Any]:
+    """A values or variants hash, as HGETALL's flat list, parsed per feature. An entry that is not of the
+    documented shape (written by hand around Flipper) must not take answers down: it is left out, and a
+    warning names the key and the field."""
+    parsed = {}
+    for feature, raw in zip(flat[::2], flat[1::2], strict=True):
+        try:
+            parsed[feature] = parse(raw)
+        except _Malformed as exc:
+            logger.warning("%s, field %r: %s; left out", key, feature, exc)
+    return parsed
+
+
+def _json(raw: str) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past what the parser recurses into
+        raise _Malformed(f"{raw[:40]!r} is not JSON") from exc
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python's parser takes them, JSON does not
+
+
+def _checked(data: Any) -> Value:
+    """`data` as a value: a string, a number, an object or an array, at most MAX_VALUE_BYTES of canonical JSON."""
+    if data is None or isinstance(data, bool) or not isinstance(data, str | int | float | dict | list):
+        raise _Malformed(f"{json.dumps(data)} is not a string, a number, an object or an array")
+    try:
+        text = canonical_json(data)
+    except ValueError:  # 1e400 parses as infinity, which JSON cannot write back
+        raise _Malformed("the value holds a number out of JSON's range") from None
+    if len(text.encode()) > MAX_VALUE_BYTES:
+        raise _Malformed(f"the value is {len(text.encode())} bytes of JSON; the limit is {MAX_VALUE_BYTES}")
+    return Value(text, data)
+
+
+def _value(raw: str) -> Value:
+    return _checked(_json(raw))
+
+
+def _variants(raw: str) -> tuple[Variant, ...]:
+    """A variants entry: a non-empty JSON array of {"name", "value", "weight"}, names distinct and non-empty,
+    weights percentages with at most three decimals summing to exactly 100."""
+    data = _json(raw)
+    if not isinstance(data, list) or not data:
+        raise _Malformed("not a non-empty JSON array of variants")
+    variants = tuple(_variant(index, entry) for index, entry in enumerate(data))
+    if len({variant.name for variant in variants}) < len(variants):
+        raise _Malformed("two variants have the same name")
+    total = sum(variant.weight for variant in variants)
+    if total != BUCKETS:
+        raise _Malformed(f"the weights sum to {total / 1000:g}, not 100")
+    return variants
+
+
+def _variant(index: int, entry: Any) -> Variant:
+    if not isinstance(entry, dict) or {"name", "value", "weight"} - entry.keys():
+        raise _Malformed(f"variant {index} is not an object with a name, a value and a weight")
+    name, weight = entry["name"], entry["weight"]
+    if not isinstance(name, str) or not name:
+        raise _Malformed(f"variant {index}'s name is not a non-empty string")
+    if isinstance(weight, bool) or not isinstance(weight, int | float):
+        raise _Malformed(f"variant {name!r}'s weight is not a number")
+    if not 0 <= weight <= 100 or abs(weight * 1000 - round(weight * 1000)) > 1e-6:  # float noise, not a 4th decimal
+        raise _Malformed(
+            f"variant {name!r}'s weight {weight!r} is not a percentage from 0 to 100, three decimals at most"
+        )
+    return Variant(name, round(weight * 1000), _checked(entry["value"]))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,24 +29,60 @@ from flipper.core.model import (
     Snapshot,
     enabled_features,
     flag_keys,
+    is_hash_key,
+    registry_key,
     revision_key,
     rollout_keys,
     usage_keys,
+    value_keys,
+    variants_key,
 )
 from flipper.core.settings import Settings
 
 logger = logging.getLogger("flipper")
 
 
-def _read(context: Context, keys: list[str], split: int, contents: list[list[str]]) -> Snapshot:
-    """A snapshot from the contents of every key (`keys[:split]` the sets, the rest rollouts), uncached."""
-    rollouts = [replies.percentages(key, flat) for key, flat in zip(keys[split:], contents[split:], strict=True)]
-    return Snapshot(context, contents[:split], rollouts)
+def _snapshot(context: Context, contents: list[Any], registry: bool, stamp: tuple[object, ...] = ()) -> Snapshot:
+    """A snapshot from the contents of each of `Store.snapshot`'s keys, in their order: the sets, the rollouts,
+    the values, the variants, and the registry when it was read."""
+    sets, rollouts = len(flag_keys(context)), len(rollout_keys(context))
+    values = sets + rollouts
+    variants = values + len(context.entities())
+    return Snapshot(
+        context,
+        contents[:sets],
+        contents[sets:values],
+        contents[values:variants],
+        contents[variants],
+        contents[variants + 1] if registry else None,
+        stamp=stamp,
+    )
 
 
 def cache_from_settings(settings: Settings) -> Cache | None:
     """The instance's cache, or None when FLIPPER_CACHE_MAX_AGE is 0."""
     return Cache(settings.cache_max_age, settings.cache_max_bytes) if settings.cache_max_age > 0 else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A flag key (`name`, prefixed, as redis-cli names it) holding a `kind` other than the one its name says
+    (`expected`), written around Flipper: what `Store.snapshot_keys` reads for it."""
+
+    name: str
+    kind: str
+    expected: str
+
+
+def _kind(key: str) -> str:
+    """The type a flag key's name says it holds, as TYPE answers it."""
+    return "hash" if is_hash_key(key) else "set"
+
+
+def stamp_key(prefix: str = "") -> str:
+    """`[prefix]revision:stamp`: the random token the last write through the write path set, the revision's
+    beside its count (lua/evaluate.lua). No entity's key can be it (those end in a polarity or a hash kind)."""
+    return f"{revision_key(prefix)}:stamp"
 
 
 def _glob_escape(text: str) -> str:
@@ -120,30 +158,33 @@ class Store:
         """The features enabled for `context`, sorted by code point."""
         return enabled_features(await self.snapshot(context))
 
-    async def snapshot(self, context: Context) -> Snapshot:
-        """The members of each of `flag_keys(context)` and the percentages of each of `rollout_keys(context)`,
-        from one script call. What answers, reasons and explanations are computed from (`model`).
+    async def snapshot(self, context: Context, *, registry: bool = False) -> Snapshot:
+        """The members of each of `flag_keys(context)`, the percentages of each of `rollout_keys(context)`, the
+        values of each of `value_keys(context)`, the variants, and with `registry` the registry, from one
+        script call. What answers, reasons and explanations are computed from (`model`).
 
         With a cache, the keys it holds at the current revision are not sent again, and the snapshot's
         `stamp` names the cache entries it was built from (for answer reuse).
         """
-        sets = flag_keys(context, self.key_prefix)
-        keys = sets + rollout_keys(context, self.key_prefix)
+        prefix = self.key_prefix
+        sets = flag_keys(context, prefix)
+        keys = [*sets, *rollout_keys(context, prefix), *value_keys(context, prefix), variants_key(prefix)]
+        if registry:
+            keys.append(registry_key(prefix))
         if self._batches is None:
             _, *contents = await self._call(keys, "", "0" * len(keys))
-            return _read(context, keys, len(sets), contents)
+            # The sets as read (lists: the rule takes any collection); the rest parsed, as the cache holds them.
+            parsed = [
+                replies.contents(key, raw) for key, raw in zip(keys[len(sets) :], contents[len(sets) :], strict=True)
+            ]
+            return _snapshot(context, contents[: len(sets)] + parsed, registry)
         read, cached = await self._batches.ask(keys)  # concurrent evaluations share one call (`batches`)
         entries = [read[key] for key in keys]
-        return Snapshot(
-            context,
-            [entry.contents for entry in entries[: len(sets)]],
-            [entry.contents for entry in entries[len(sets) :]],
-            stamp=tuple(entries) if cached else (),
-        )
+        return _snapshot(context, [entry.contents for entry in entries], registry, tuple(entries) if cached else ())
 
     async def _call(self, keys: list[str], known: str, held: str) -> str | list[Any]:
         """The script's reply: the revision alone, or the revision and the contents of the keys not `held`."""
-        declared = [self.revision_key, *keys]
+        declared = [self.revision_key, self.stamp_key, *keys]
         async with self._command():
             try:
                 return await self._evaluate(keys=declared, args=[known, held])
@@ -160,14 +201,17 @@ class Store:
         """One script call for `keys` (one evaluation's, or a batch's union): each key's entry, held or read
         now, and whether they are the cache's (False when the revision is not an integer: nothing is held)."""
         if self._idle():
-            # Redis may have restarted unseen meanwhile (a frozen Lambda), and its revision been written back
-            # up to the very value known: what a fresh connection reads starts from an empty cache.
+            # Redis may have restarted unseen meanwhile (a frozen Lambda), and a revision without a stamp (written
+            # by hand, or by the previous version) been written back up to the very count known: what a fresh
+            # connection reads starts from an empty cache.
             cache.clear()
         now, known = cache.clock(), cache.revision
         held = cache.held(keys, now)
         try:
             reply = await self._call(
-                keys, "" if known is None else str(known), "".join("0" if entry is None else "1" for entry in held)
+                keys,
+                replies.known(known, cache.stamp),
+                "".join("0" if entry is None else "1" for entry in held),
             )
         # Only when Redis could not answer: an error reply (one caller's flag key holding a string) is that
         # caller's 500, and clearing on it would let such a caller empty every caller's cache.
@@ -175,20 +219,24 @@ class Store:
             cache.clear()  # a restart or a failover may lie behind it: never trust what was held
             raise
         raw_revision, *contents = [reply] if isinstance(reply, str) else reply
-        revision = replies.revision(raw_revision)
-        if revision is None:
+        parsed = replies.revision(raw_revision)
+        if parsed is None:
             cache.clear()  # a revision that is not an integer validates nothing (and every key was sent)
             return {
                 key: Entry(replies.contents(key, raw), 0, now) for key, raw in zip(keys, contents, strict=True)
             }, False
+        revision, stamp = parsed
         if known is not None and revision < known:
-            cache.clear()  # the revision went back: Redis restarted, failed over or was flushed
-        if cache.revision is None or revision > cache.revision:
-            cache.revision = revision
+            # The count went back: Redis restarted, failed over or was flushed. With a stamp, entries of another
+            # revision are never held again anyway; without one (a count written by hand or by the previous
+            # version), the count could come back up to one an entry is held at, with other contents.
+            cache.clear()
+        # Calls are one at a time (`batches`): this reply is the newest the instance has seen.
+        cache.revision, cache.stamp = revision, stamp
         entries = held  # the revision alone: every key is held
         if contents:  # None: held, and the script saw the revision it is held at; else read, and remembered
             entries = [
-                entry if raw is None else cache.store(key, replies.contents(key, raw), revision, now)
+                entry if raw is None else cache.store(key, replies.contents(key, raw), revision, now, stamp)
                 for key, entry, raw in zip(keys, held, contents, strict=True)
             ]
         return dict(zip(keys, entries, strict=True)), True
@@ -214,16 +262,51 @@ class Store:
 
     async def snapshot_keys(self, keys: list[str]) -> tuple[int, list[Any]]:
         """The revision and the contents of `keys` (unprefixed), read atomically: the evaluation script, told
-        it knows no revision, reads them all (what an operator's list, export and plan are made from)."""
-        raw, *contents = await self._call(self._prefixed(keys), "", "")
-        return self._checked_revision(raw), contents
+        it knows no revision, reads them all (what an operator's list, export and plan are made from).
+
+        A key of another type than its name says (`SET group:bad:positive x`, written around Flipper) fails
+        the script for every key: the keys of other types are then found (TYPE, one round trip) and the
+        rest read again atomically; such a key's contents are `Unreadable`, for the caller to decide.
+        """
+        unreadable: dict[str, Unreadable] = {}
+        while True:
+            readable = [key for key in keys if key not in unreadable]
+            try:
+                raw, *contents = await self._call(self._prefixed(readable), "", "")
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:
+                found = await self._of_other_types(readable) if str(exc).startswith("WRONGTYPE") else {}
+                if not found:  # another error, or the key was mended meanwhile: Redis's own words
+                    raise
+                unreadable |= found
+                continue
+            read = dict(zip(readable, contents, strict=True))
+            return self._checked_revision(raw), [unreadable.get(key) or read[key] for key in keys]
+
+    async def _of_other_types(self, keys: list[str]) -> dict[str, Unreadable]:
+        """The keys (unprefixed) that hold neither nothing nor what their names say: a set, or a rollout's hash."""
+        async with self._command():
+            pipeline = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipeline.type(self.key_prefix + key)
+            types = await pipeline.execute()
+        return {
+            key: Unreadable(self.key_prefix + key, kind, _kind(key))
+            for key, kind in zip(keys, types, strict=True)
+            if kind not in ("none", _kind(key))
+        }
 
     async def write(self, keys: list[str], args: list[str | int]) -> list[str]:
-        """Run lua/write.lua on `keys` (unprefixed) after the revision and audit keys; see the script."""
+        """Run lua/write.lua on `keys` (unprefixed) after the revision, its stamp and the audit keys, with a
+        new stamp (see the script); `args` are the expected revision, the audit's length and the rest."""
+        # 64 random bits from the kernel (not `random`, whose state a SnapStart snapshot would share): the
+        # revision of this write is one no other write, on any Redis, has had.
+        stamp = secrets.token_hex(8)
         async with self._command():
             return await self._write(
-                keys=[self.revision_key, self.audit_key, *self._prefixed(keys)],
-                args=[args[0], args[1], len(self.key_prefix.encode()), *args[2:]],  # Lua counts bytes
+                keys=[self.revision_key, self.stamp_key, self.audit_key, *self._prefixed(keys)],
+                args=[args[0], stamp, args[1], len(self.key_prefix.encode()), *args[2:]],  # Lua counts bytes
             )
 
     async def audit_range(self, start: str, end: str, count: int | None = None, *, reverse: bool = False) -> list[Any]:
@@ -273,14 +356,19 @@ class Store:
             return self._checked_revision(await self.client.get(self.revision_key) or "0")
 
     def _checked_revision(self, raw: str) -> int:
+        """The count of a revision read: what an operator sees and a plan expects."""
         revision = replies.revision(raw)
         if revision is None:
             raise StoreError(f"key {self.revision_key!r} holds {raw[:40]!r}, not a revision (an integer)")
-        return revision
+        return revision[0]
 
     @property
     def revision_key(self) -> str:
         return revision_key(self.key_prefix)
+
+    @property
+    def stamp_key(self) -> str:
+        return stamp_key(self.key_prefix)
 
     @property
     def audit_key(self) -> str:

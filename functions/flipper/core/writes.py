@@ -18,6 +18,7 @@ from flipper.core.store import Store
 
 logger = logging.getLogger("flipper")
 _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_LARGEST_PART = 2**64 - 1  # a stream id's two parts are unsigned 64-bit; Redis refuses a larger one outright
 
 
 class Refused(FlagError):
@@ -50,7 +51,7 @@ async def write(
     `expected_revision`, the change is refused (Refused) unless the revision is still that one.
     """
     keys = sorted({key for key, _, _ in wanted})
-    index = {key: position for position, key in enumerate(keys, start=3)}  # after the revision and audit keys
+    index = {key: position for position, key in enumerate(keys, start=4)}  # after the revision, stamp and audit
     fields = [text for pair in audit.items() for text in pair]
     args: list[str | int] = ["" if expected_revision is None else expected_revision, audit_length, len(audit), *fields]
     for key, member, value in wanted:
@@ -144,7 +145,9 @@ async def entry(store: Store, id: str) -> Entry:
     """The audit entry `id`; FlagError when the stream has no such entry (never written, or trimmed)."""
     if not _ENTRY_ID.fullmatch(id):
         raise FlagError(f"{id!r} is not an audit entry id such as 1700000000000-0 (flipper history shows them)")
-    found = _entries(await store.audit_range(id, id))
+    # An id Redis would refuse ("Invalid stream ID") is one no entry can have: not there, as any other.
+    beyond = any(int(part) > _LARGEST_PART for part in id.split("-"))
+    found = [] if beyond else _entries(await store.audit_range(id, id))
     if not found:
         raise FlagError(f"no audit entry {id!r} (it may have been trimmed from the stream)")
     return found[0]

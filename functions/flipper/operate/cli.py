@@ -21,11 +21,11 @@ import click
 
 from flipper.core import devstore
 from flipper.core.connection import StoreError, StoreUnavailable
-from flipper.core.memberships import ENTITY_KINDS, FlagError, check_flags, entity
+from flipper.core.memberships import ENTITY_KINDS, FlagError, entity
 from flipper.core.settings import Settings, SettingsError
 from flipper.operate import flagsfile
-from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend
-from flipper.operate.text import change_text, shown
+from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend, audit_arguments
+from flipper.operate.text import change_text, shown, who
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,8 +49,6 @@ def _failures() -> Iterator[None]:
         raise Failure(f"the flag store answered with an error: {exc}") from None
     except OSError as exc:
         raise Failure(str(exc)) from None
-    except UnicodeDecodeError as exc:  # a flags file that is not UTF-8
-        raise Failure(f"not UTF-8: {exc}") from None
 
 
 class Target:
@@ -99,7 +97,7 @@ class Target:
             backend = self.backend()
             try:
                 if name in _WRITES:
-                    arguments = {**arguments, "actor": backend.actor}
+                    arguments = {**arguments, **audit_arguments(backend)}
                 result = await backend.call(name, arguments)
             finally:
                 await backend.aclose()
@@ -374,7 +372,7 @@ def export(target: Target, output: Path | None) -> None:
     """The whole flag state as a flags file (YAML) to review in git; `flipper apply` reads it back."""
     result = target.run("export")
     text = (
-        json.dumps(result["flags"], ensure_ascii=False, indent=2) + "\n"
+        json.dumps(flagsfile.as_data(result["flags"]), ensure_ascii=False, indent=2) + "\n"
         if target.as_json
         else flagsfile.dumps(result["flags"])
     )
@@ -402,10 +400,10 @@ def apply(ctx: click.Context, target: Target, file: str, dry_run: bool, prune: b
     FILE is the full desired state of the features it names. Applying it twice changes nothing the second time.
     """
     with _failures():
-        with click.open_file(file, encoding="utf-8") as stream:
-            document = flagsfile.loads(stream.read(), file)
-        # Checked here too, as the function would: JSON would quietly make a YAML key such as `on` (true) "true".
-        check_flags(document, target.settings())
+        with click.open_file(file, "rb") as stream:  # bytes: flagsfile names the line of any that are not UTF-8
+            text = flagsfile.decode(stream.read(flagsfile.MAX_BYTES + 1), file)
+        # Checked here, where the lines are known, as well as by the function.
+        document = flagsfile.read(text, file, target.settings())
     planned = target.run("plan", flags_file=document, prune=prune)
     changes = planned["changes"]
     if not target.as_json:
@@ -432,7 +430,7 @@ def history(target: Target, feature: str | None, limit: int) -> None:
         [
             entry["id"],
             entry["time"],
-            entry["actor"],
+            who(entry),
             entry["operation"] + (f" {entry['undoes']}" if "undoes" in entry else ""),
             _summary(entry["changes"]),
             entry.get("message", ""),
@@ -499,8 +497,8 @@ def stale(ctx: click.Context, target: Target, unused_for: str) -> None:
 
 
 def _summary(changes: list[list[str]]) -> str:
-    shown = "; ".join(change_text(change) for change in changes[:3])
-    return shown + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+    text = "; ".join(change_text(change) for change in changes[:3])
+    return text + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
 
 
 def _plan_text(changes: list[list[str]], revision: int) -> str:

@@ -38,12 +38,12 @@ from flipper.core.memberships import FlagError
 from flipper.core.settings import Settings, without_password
 from flipper.core.writes import Refused
 from flipper.operate import flagsfile
-from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend
-from flipper.operate.text import change_text
+from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend, audit_arguments
+from flipper.operate.text import change_text, who
 
 HERE = Path(__file__).parent
 HISTORY_LIMIT = 20
-MAX_UPLOAD = 1024 * 1024  # refused above this: far beyond any flags file an operator would review
+MAX_UPLOAD = flagsfile.MAX_BYTES  # the largest form part: a flags file, bounded as `flipper apply` bounds it
 # No inline script or style, nothing from elsewhere, no framing: the page only talks to this server.
 HEADERS = {
     "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -104,9 +104,10 @@ class GuardMiddleware:
         if request.headers.get("host") not in self.guard.hosts:
             response = _forbidden("this Host header is not the console's address (a DNS rebinding attempt?)")
         elif _same(request.query_params.get("token"), self.guard.token) and request.method == "GET":
-            # Out of the address bar and history: the token lives on in an HTTP-only cookie.
+            # Out of the address bar and history: the token lives on in an HTTP-only cookie. To the console's own
+            # root, never the request's path: `//evil.example/` as a location is another site.
             query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
-            response = RedirectResponse(request.url.path + (f"?{query}" if query else ""), status_code=303)
+            response = RedirectResponse("/" + (f"?{query}" if query else ""), status_code=303)
             response.set_cookie(self.guard.cookie, self.guard.token, httponly=True, samesite="strict")
         elif not _same(request.cookies.get(self.guard.cookie), self.guard.token):
             response = _forbidden("open the address `flipper console` printed: it holds the console's token")
@@ -176,6 +177,7 @@ class Console:
             lstrip_blocks=True,
         )
         self.templates.filters["describe"] = change_text
+        self.templates.filters["who"] = who
         self.templates.filters["sign"] = _sign
 
     # Reads
@@ -213,7 +215,7 @@ class Console:
         template = self.templates.get_template("console.html")
         html = template.render(
             context,
-            actor=self.backend.actor,
+            actor=who(audit_arguments(self.backend)),
             target=self.target,
             csrf=self.guard.csrf,
             back=view.query(),
@@ -309,7 +311,7 @@ class Console:
         if found is None:
             return await self.render(view, status=400, error=f"no entry {entry!r} in the last {HISTORY_LIMIT}")
         changes = _changes(state, [(key, feature, before) for key, feature, before, _ in found["changes"]])
-        dialog = Dialog(f"Undo entry {entry} by {found['actor']}", "/undo", {"entry": entry}, changes)
+        dialog = Dialog(f"Undo entry {entry} by {who(found)}", "/undo", {"entry": entry}, changes)
         return await self.confirm(view, state["revision"], dialog)
 
     async def undo(self, request: Request) -> Response:
@@ -323,12 +325,11 @@ class Console:
         try:
             if not isinstance(upload, UploadFile) or not upload.filename:
                 raise FlagError("choose a flags file to apply")
-            text = await _upload_text(upload)
             source = upload.filename
+            text = flagsfile.decode(await upload.read(flagsfile.MAX_BYTES + 1), source)
+            document = await _parsed(text, source, self.backend)
             await self.current(form)
-            planned = await self.backend.call(
-                "plan", {"flags_file": flagsfile.loads(text, source), "prune": _field(form, "prune") == "1"}
-            )
+            planned = await self.backend.call("plan", {"flags_file": document, "prune": _field(form, "prune") == "1"})
         except CONSOLE_ERRORS as exc:
             return await self.failed(view, form, exc)
         fields = {"source": source, "prune": _field(form, "prune")}
@@ -339,7 +340,7 @@ class Console:
         form = await self.form(request)
         source = _field(form, "source")
         try:
-            document = flagsfile.loads(_field(form, "flags_text"), source)
+            document = await _parsed(_field(form, "flags_text"), source, self.backend)
         except FlagError as exc:
             return await self.failed(View.of(_back(form)), form, exc)
         result = await self.write(form, "apply", {"flags_file": document, "prune": _field(form, "prune") == "1"})
@@ -371,7 +372,7 @@ class Console:
         try:
             revision = _page_revision(form)
             return await self.backend.call(
-                operation, {**arguments, "actor": self.backend.actor, "message": message, "revision": revision}
+                operation, {**arguments, **audit_arguments(self.backend), "message": message, "revision": revision}
             )
         except CONSOLE_ERRORS as exc:
             return await self.failed(View.of(_back(form)), form, exc)
@@ -447,14 +448,10 @@ def _page_revision(form: FormData) -> int:
         raise FlagError("the form has no revision: reload the page") from None
 
 
-async def _upload_text(upload: UploadFile) -> str:
-    data = await upload.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        raise FlagError(f"{upload.filename} is larger than {MAX_UPLOAD // 1024} KiB")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FlagError(f"{upload.filename} is not UTF-8 text") from None
+async def _parsed(text: str, source: str, backend: Backend) -> Any:
+    """An uploaded flags file read and checked (flagsfile.read), on a thread: a MiB of YAML takes seconds
+    to parse, and the event loop answers every other request meanwhile."""
+    return await asyncio.to_thread(flagsfile.read, text, source, _settings(backend))
 
 
 def _settings(backend: Backend) -> Settings:
@@ -544,7 +541,7 @@ def serve(backend: Backend, host: str, port: int) -> None:
     port = sock.getsockname()[1]
     guard = guard_for(host, port)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    print(f"Flipper console for {describe(backend)}, acting as {backend.actor}", flush=True)
+    print(f"Flipper console for {describe(backend)}, acting as {who(audit_arguments(backend))}", flush=True)
     if not _is_loopback(host):
         print(f"warning: serving on {host}, not loopback: anyone with the address below can change flags", flush=True)
     print(f"Open http://{shown}:{port}/?token={guard.token}  (Ctrl-C stops)", flush=True)

@@ -18,16 +18,29 @@ from typing import Any
 
 import yaml
 
-from flipper.core.memberships import FlagError
+from flipper.core.memberships import FlagError, check_flags
+from flipper.core.settings import Settings
 
 HEADER = (
     "# Flipper flags: the full desired state of every feature below (docs/operate.md).\n"
     "# `flipper apply` makes Redis match it; with --prune it also clears features not named here.\n"
 )
+# A flags file is read whole, and parsing YAML in Python takes seconds a MiB: far beyond any file an
+# operator would review, and the console's upload limit too.
+MAX_BYTES = 1024 * 1024
+# A flags file nests four collections deep (the file, features, a feature, its list or rollout); twice that
+# leaves room for a mistake the checks can name, and keeps the composer's recursion shallow.
+MAX_DEPTH = 8
 
 
 def dumps(document: dict[str, Any]) -> str:
     """`document` as YAML, percentages as numbers, with a header saying what the file is."""
+    body = yaml.safe_dump(as_data(document), sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
+    return HEADER + body
+
+
+def as_data(document: dict[str, Any]) -> dict[str, Any]:
+    """An exported `document` as the file holds it, for YAML and JSON alike: percentages as numbers."""
     features = {
         name: {
             field: ({where: _number(value) for where, value in entities.items()} if field == "rollout" else entities)
@@ -35,14 +48,7 @@ def dumps(document: dict[str, Any]) -> str:
         }
         for name, entry in document["features"].items()
     }
-    body = yaml.safe_dump(
-        {"flipper": document["flipper"], "features": features},
-        sort_keys=False,
-        allow_unicode=True,
-        default_flow_style=False,
-        width=120,
-    )
-    return HEADER + body
+    return {"flipper": document["flipper"], "features": features}
 
 
 def _number(text: str) -> int | float | str:
@@ -54,12 +60,68 @@ def _number(text: str) -> int | float | str:
     return number if str(number) == text else text
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that parses, but that a flags file has no use for (aliases, duplicate keys...)."""
+
+    def __init__(self, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+_INT, _STR, _MERGE = (f"tag:yaml.org,2002:{name}" for name in ("int", "str", "merge"))
+
+
 class _Loader(yaml.SafeLoader):
     """YAML as people read it: PyYAML follows YAML 1.1, where `010` is 8 and `1:30` is 90; here an integer
-    is written in plain decimal, and anything else stays text (which the checks then name)."""
+    is written in plain decimal, and anything else stays text (which the checks then name).
+
+    Refused while composing, before anything is built: aliases and anchors (nine levels of nine aliases are
+    300 bytes that expand to 9**9 values), merge keys, nesting deeper than MAX_DEPTH, keys that are not text
+    and duplicate keys (which YAML would let the last one win)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(
+                f"aliases (*{event.anchor}) are not allowed in a flags file: write the value out", event.start_mark
+            )
+        if event.anchor is not None:
+            raise _Refused(f"anchors (&{event.anchor}) are not allowed in a flags file: remove it", event.start_mark)
+        collection = isinstance(event, yaml.CollectionStartEvent)
+        self.depth += collection
+        if self.depth > MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels; a flags file needs four", event.start_mark)
+        node = super().compose_node(parent, index)
+        self.depth -= collection
+        return node
+
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[str, int] = {}
+        for key, _ in node.value:
+            line = key.start_mark.line + 1
+            if not isinstance(key, yaml.ScalarNode):
+                kind = type(key).__name__.removesuffix("Node").lower()
+                raise _Refused(f"a key must be text, not a {kind}", key.start_mark)
+            if key.tag == _MERGE:
+                raise _Refused("merge keys (<<) are not allowed in a flags file: write the keys out", key.start_mark)
+            if key.tag != _STR:  # `on`, `yes`, `123`, `null`, `2024-01-01`: YAML reads them as something else
+                kind = key.tag.rpartition(":")[2]
+                article = "an" if kind.startswith(tuple("aeiou")) else "a"
+                raise _Refused(
+                    f"the key {key.value} reads as {article} {kind}, not text: quote it: '{key.value}':", key.start_mark
+                )
+            if key.value in first:
+                raise _Refused(
+                    f"key {key.value!r} appears twice (first on line {first[key.value]}): keep one", key.start_mark
+                )
+            first[key.value] = line
+        return node
 
 
-_INT = "tag:yaml.org,2002:int"
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag != _INT]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -67,12 +129,61 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789"))
 
 
+def decode(data: bytes, source: str) -> str:
+    """A flags file's bytes as text: refused above MAX_BYTES, and when not UTF-8, naming the line and byte."""
+    if len(data) > MAX_BYTES:
+        raise FlagError(f"{source} is larger than {MAX_BYTES // 1024} KiB, the limit for a flags file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise FlagError(
+            f"{source}, line {line}: not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}):"
+            " save the file as UTF-8"
+        ) from None
+
+
 def loads(text: str, source: str) -> Any:
     """Parse YAML (or JSON); a FlagError names `source` and the line of the first problem."""
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}, line {mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise FlagError(f"{where}: not valid YAML: {problem}") from None
+        raise FlagError(f"{_where(source, getattr(exc, 'problem_mark', None))}: {_problem(exc)}") from None
+
+
+def read(text: str, source: str, settings: Settings) -> Any:
+    """A flags file parsed and checked (check_flags); a FlagError names `source`, the line and the feature."""
+    document = loads(text, source)
+    try:
+        check_flags(document, settings)
+    except FlagError as exc:
+        node = yaml.compose(text, Loader=_Loader)  # parsed again only to say where: the file is known to parse
+        raise FlagError(f"{_where(source, _mark(node, exc.at))}: {exc}") from None
+    return document
+
+
+def _problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return problem if isinstance(exc, _Refused) else f"not valid YAML: {problem}"
+
+
+def _where(source: str, mark: yaml.Mark | None) -> str:
+    return source if mark is None else f"{source}, line {mark.line + 1}"
+
+
+def _mark(node: yaml.Node | None, at: tuple[str | int, ...]) -> yaml.Mark | None:
+    """Where the value at path `at` (keys and list indexes) starts: at its key, in a mapping; as far down
+    the path as the file goes (a missing key: its mapping)."""
+    mark = None if node is None else node.start_mark
+    for step in at:
+        if isinstance(node, yaml.MappingNode):
+            found = next(((key, value) for key, value in node.value if key.value == step), None)
+            if found is None:
+                break
+            mark, node = found[0].start_mark, found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            node = node.value[step]
+            mark = node.start_mark
+        else:
+            break
+    return mark

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 def change_text(change: list[str]) -> str:
     """One membership change (`[key, feature, before, after]`, as the write path reports it) in words."""
@@ -26,3 +28,8 @@ def _escape(c: str) -> str:
     if "\udc80" <= c <= "\udcff":
         return f"\\x{ord(c) - 0xDC00:02x}"
     return c.encode("unicode_escape").decode()
+
+
+def who(audit: Mapping[str, str]) -> str:
+    """Who made a change, for people: the actor the path proves, or the claim where only a claim exists."""
+    return f"{audit['claimed_by']} (claimed)" if audit.get("claimed_by") else audit["actor"]

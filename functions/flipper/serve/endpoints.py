@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from flipper.core.model import Context, Snapshot, enabled_features, evaluate_all, evaluate_feature
+from flipper.core.model import Context, Snapshot, enabled_features, evaluate_all, evaluate_feature, unknown
 from flipper.core.settings import Settings
 from flipper.core.store import Store
 from flipper.core.usage import Usage
@@ -92,9 +92,11 @@ class Endpoints:
         context = await ofrep.read_context(request, self.settings, key)
 
         def render(snapshot: Snapshot) -> tuple[bytes, Sequence[str]]:
+            if unknown(key, snapshot):
+                raise ofrep.not_found(key)  # raised before an answer is remembered, so never reused
             return JSONResponse(ofrep.evaluation(evaluate_feature(key, snapshot))).body, (key,)
 
-        body, _ = await self._answer(context, ("ofrep", key), render)
+        body, _ = await self._answer(context, ("ofrep", key), render, registry=True)
         return Response(body, media_type=JSON)  # a single OFREP evaluation has no ETag
 
     async def ofrep_flags(self, request: Request) -> Response:
@@ -122,11 +124,13 @@ class Endpoints:
 
         return JSONResponse(openapi.document(self.settings, secured=self.secured)).body
 
-    async def _answer(self, context: Context, what: Hashable, render: Render) -> tuple[bytes, str | None]:
-        """The JSON body `render` makes of the caller's snapshot, and its ETag when known: reused from the
-        cache when computed before from the very same cached keys (`what` names the question). The features
-        it names are counted as used."""
-        snapshot = await self.store.snapshot(context)
+    async def _answer(
+        self, context: Context, what: Hashable, render: Render, *, registry: bool = False
+    ) -> tuple[bytes, str | None]:
+        """The JSON body `render` makes of the caller's snapshot (with the registry when asked), and its ETag
+        when known: reused from the cache when computed before from the very same cached keys (`what` names
+        the question). The features it names are counted as used."""
+        snapshot = await self.store.snapshot(context, registry=registry)
         cache = self.store.cache
         if cache is None or not snapshot.stamp:
             body, named = render(snapshot)

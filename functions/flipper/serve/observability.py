@@ -33,9 +33,9 @@ class MeteredStore(Store):
     """A store that counts evaluations and store errors and times each evaluation's script call, as EMF
     metrics. Every evaluation (`features` too) goes through `snapshot`: each is counted once."""
 
-    async def snapshot(self, context: Context) -> Snapshot:
+    async def snapshot(self, context: Context, *, registry: bool = False) -> Snapshot:
         with _metered_evaluation():
-            return await super().snapshot(context)
+            return await super().snapshot(context, registry=registry)
 
     async def ping(self) -> None:
         with _counting_errors():

@@ -1,7 +1,8 @@
 """The OpenFeature Remote Evaluation Protocol (OFREP v0.3): its request context in, its evaluations out.
 
 Any OpenFeature SDK's generic OFREP provider can then use Flipper. Context mapping: `targetingKey` is the
-user, `version` the version, `group` one group or a list of groups; other fields are ignored.
+user, `version` the version, `group` one group or a list of groups; other fields are ignored. A flag with no
+value is a boolean; a typed one answers its value when on, and no value (reason DISABLED) when off.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ PATH_PREFIX = "/ofrep/"
 PARSE_ERROR = "PARSE_ERROR"
 INVALID_CONTEXT = "INVALID_CONTEXT"
 GENERAL = "GENERAL"
+FLAG_NOT_FOUND = "FLAG_NOT_FOUND"
+# OFREP's reason for a typed flag that is off: answered without a value, so the client's code default applies.
+DISABLED = "DISABLED"
 # How deeply a body may nest: a context is two levels and a list of groups; deeper is no context at all.
 MAX_DEPTH = 32
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string, escapes included; an unclosed one is left
@@ -141,11 +145,20 @@ def _string(name: str, value: Any, settings: Settings) -> str:
     return check_name(f"context field {name!r}", value, settings)
 
 
+def not_found(key: str) -> OFREPError:
+    """A single evaluation of a flag the store does not know (`model.unknown`): OFREP's 404."""
+    return OFREPError(404, FLAG_NOT_FOUND, f"flag {key!r} is not known: no write names it", key)
+
+
 def evaluation(result: Evaluation) -> dict[str, Any]:
-    """One evaluation in OFREP's shape: boolean value, variant `on` or `off`, and the OpenFeature reason."""
-    return {
-        "key": result.feature,
-        "value": result.enabled,
-        "reason": result.reason,
-        "variant": "on" if result.enabled else "off",
-    }
+    """One evaluation in OFREP's shape. A boolean flag: value true or false, variant `on` or `off`, and the
+    OpenFeature reason. A typed flag that is on: its value, the variant's name when the variants gave it (else
+    the entity whose value it is: `group:beta`), and the reason (SPLIT for a variant). Off: no value, reason
+    DISABLED, variant `off` (the Python provider reads `variant` from every success)."""
+    if not result.typed:
+        variant = "on" if result.enabled else "off"
+        return {"key": result.feature, "value": result.enabled, "reason": result.reason, "variant": variant}
+    if not result.enabled:
+        return {"key": result.feature, "reason": DISABLED, "variant": "off"}
+    variant = result.variant or (result.value_from or "").rpartition(":")[0]
+    return {"key": result.feature, "value": result.value, "reason": result.reason, "variant": variant}

@@ -9,7 +9,7 @@ from typing import Any
 
 from flipper.core.model import BUCKETS, DEFAULT, SPLIT, STATIC, TARGETING_MATCH
 from flipper.core.settings import Settings
-from flipper.serve.ofrep import GENERAL, INVALID_CONTEXT, PARSE_ERROR
+from flipper.serve.ofrep import DISABLED, FLAG_NOT_FOUND, GENERAL, INVALID_CONTEXT, PARSE_ERROR
 
 JSON = "application/json"
 Schema = dict[str, Any]
@@ -30,6 +30,7 @@ def _errors(schema: str, *statuses: int) -> dict[str, Schema]:
     """The error answers of an operation, each in the operation's error shape (Flipper's or OFREP's)."""
     described = {
         400: ("The request is malformed; the body names the problem", ()),
+        404: ("The flag is not known: FLAG_NOT_FOUND", ()),
         401: ("API keys are configured and the request has none or a wrong one", ("WWW-Authenticate",)),
         408: ("The body did not arrive within FLIPPER_BODY_TIMEOUT seconds", ()),
         413: ("The body is longer than FLIPPER_MAX_BODY_LENGTH", ()),
@@ -63,6 +64,8 @@ _IF_NONE_MATCH = {
     "description": "The ETag of an answer the client holds; a match is answered 304 with no body",
 }
 _REASONS = {"enum": [STATIC, TARGETING_MATCH, SPLIT, DEFAULT]}
+# A flag's value: a boolean for a flag without values, else any JSON a values or variants hash holds.
+_VALUE: Schema = {"description": "A boolean, or the typed flag's JSON value: a string, a number, an object or an array"}
 _HEADERS: Schema = {
     "ETag": {"description": "A hash of the body", "required": True, "schema": {"type": "string"}},
     "Cache-Control": {"description": "FLIPPER_CACHE_CONTROL", "required": True, "schema": {"type": "string"}},
@@ -160,13 +163,17 @@ def _ofrep_paths(settings: Settings) -> Schema:
                 "tags": ["OFREP"],
                 "parameters": [{"name": "key", "in": "path", "required": True, "schema": _identifier(settings)}],
                 "requestBody": request,
-                "responses": {"200": _answer("The flag's evaluation", "OFREPEvaluation"), **errors},
+                "responses": {
+                    "200": _answer("The flag's evaluation", "OFREPEvaluation"),
+                    **errors,
+                    **_errors("OFREPFailure", 404),
+                },
             }
         },
         "/ofrep/v1/evaluate/flags": {
             "post": {
                 "operationId": "evaluateFlagsBulk",
-                "summary": "OFREP: every flag named in any of the context's sets, on or off, sorted by key",
+                "summary": "OFREP: every flag named in any of the context's keys, on or off, sorted by key",
                 "tags": ["OFREP"],
                 "parameters": [_IF_NONE_MATCH],
                 "requestBody": request,
@@ -199,6 +206,23 @@ def _feature_schema() -> Schema:
                 "maximum": BUCKETS - 1,
                 "description": "With explain=true: the user's bucket for the feature, null without a user;"
                 " a rollout takes the user when bucket < 1000 times the percentage",
+            },
+            "value": {**_VALUE, "description": "With explain=true, for a typed flag: the value served, null when off"},
+            "value_from": {
+                "type": ["string", "null"],
+                "description": "With explain=true, for a typed flag: the values hash (`group:beta:values`) or"
+                " `global:variants` the value came from, null when off",
+            },
+            "variant": {
+                "type": ["string", "null"],
+                "description": "With explain=true, the variant's name when the variants gave the value",
+            },
+            "variant_bucket": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "maximum": BUCKETS - 1,
+                "description": "With explain=true, for a flag with variants: the user's variant bucket, null"
+                " without a user; a variant takes the buckets of its range, ranges laid end to end in order",
             },
         },
     }
@@ -244,12 +268,15 @@ def _ofrep_schemas(settings: Settings) -> Schema:
         },
         "OFREPEvaluation": {
             "type": "object",
-            "required": ["key", "value", "reason", "variant"],
+            "required": ["key", "reason", "variant"],
+            "description": "A boolean flag: value true or false, variant on or off. A typed flag that is on: its"
+            " value, and the variant's name (reason SPLIT) or the entity whose value it is. Off: reason DISABLED"
+            " and no value, so the client's code default applies",
             "properties": {
                 "key": {"type": "string"},
-                "value": {"type": "boolean"},
-                "reason": _REASONS,
-                "variant": {"enum": ["on", "off"]},
+                "value": _VALUE,
+                "reason": {"enum": [*_REASONS["enum"], DISABLED]},
+                "variant": {"type": "string"},
                 "metadata": {"type": "object"},
             },
         },
@@ -263,7 +290,7 @@ def _ofrep_schemas(settings: Settings) -> Schema:
             "required": ["errorCode", "errorDetails"],
             "properties": {
                 "key": {"type": "string", "description": "On single evaluations"},
-                "errorCode": {"enum": [PARSE_ERROR, INVALID_CONTEXT, GENERAL]},
+                "errorCode": {"enum": [PARSE_ERROR, INVALID_CONTEXT, GENERAL, FLAG_NOT_FOUND]},
                 "errorDetails": {"type": "string"},
             },
         },
