@@ -18,7 +18,7 @@ import redis
 
 from . import loadgen
 from .datasets import DATA_SETS, DataSet
-from .run import CACHE, expected_body, machine
+from .run import CACHE, USAGE_OFF, expected_body, machine
 from .servers import FlipperServer, RedisServer, cpu_seconds
 from .stats import summarize
 
@@ -28,6 +28,9 @@ VARIANTS: dict[str, tuple[DataSet, Mapping[str, str]]] = {
     "rollouts": (DATA_SETS["rollouts"], {}),
     "large, cache": (DATA_SETS["large"], CACHE),
     "rollouts, cache": (DATA_SETS["rollouts"], CACHE),
+    # Usage counting is on by default: its cost is the difference from these.
+    "large, usage off": (DATA_SETS["large"], USAGE_OFF),
+    "large, cache, usage off": (DATA_SETS["large"], {**CACHE, **USAGE_OFF}),
 }
 
 

@@ -12,7 +12,9 @@ both sides alike:
 - the write path (bench/writes.py): an apply of 5,000 memberships, and the evaluation p99 while applies run.
 
 The large, rollouts and values data sets are measured again against a second Flipper with the cache on
-(FLIPPER_CACHE_MAX_AGE=30, the template's value): the `, cache` columns.
+(FLIPPER_CACHE_MAX_AGE=30, the template's value): the `, cache` columns; and the large one, with and
+without the cache, against Flipper with usage counting off (FLIPPER_USAGE=0): the `, usage off` columns,
+the baseline usage's cost is measured against (on by default, it is on in every other column).
 
 It writes bench/results.json, then docs/performance.md's table and the chart (bench/report.py).
 """
@@ -48,7 +50,13 @@ RESULTS = Path(__file__).with_name("results.json")
 LUA_ALGEBRA = Path(__file__).with_name("algebra_in_lua.lua")  # the road not taken, measured each run
 RATES = (100, 1000, 2000)
 CACHE = {"FLIPPER_CACHE_MAX_AGE": "30"}  # the template's production value
-CACHED_DATA_SETS = ("large", "rollouts", "values")  # also measured with the cache on: a column each
+USAGE_OFF = {"FLIPPER_USAGE": "0"}
+# Columns measured against another Flipper with other settings: the column's suffix, its environment, the data sets.
+VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "cache": (CACHE, ("large", "rollouts", "values")),
+    "usage off": (USAGE_OFF, ("large",)),
+    "cache, usage off": ({**CACHE, **USAGE_OFF}, ("large",)),
+}
 REDIS_BENCHMARK_CLIENTS = 50
 
 
@@ -230,22 +238,24 @@ def main(argv: list[str] | None = None) -> None:
     redis_server = RedisServer()
     redis_server.start()
     flipper = FlipperServer(redis_server.url)
-    cached = FlipperServer(redis_server.url)
-    cached.env.update(CACHE)
+    variants = {suffix: FlipperServer(redis_server.url) for suffix in VARIANTS}
+    for suffix, server in variants.items():
+        server.env.update(VARIANTS[suffix][0])
     try:
-        flipper.start()
-        cached.start()
+        for server in (flipper, *variants.values()):
+            server.start()
         for name in args.data_set or DATA_SETS:
             results["data_sets"][name] = measure(DATA_SETS[name], redis_server, flipper, args, redis_side=True)
-            if name in CACHED_DATA_SETS:
-                results["data_sets"][f"{name}, cache"] = measure(
-                    DATA_SETS[name], redis_server, cached, args, redis_side=False
-                )
+            for suffix, (_, names) in VARIANTS.items():
+                if name in names:
+                    results["data_sets"][f"{name}, {suffix}"] = measure(
+                        DATA_SETS[name], redis_server, variants[suffix], args, redis_side=False
+                    )
         results["lambda"] = lambda_handler(redis_server, DATA_SETS["large"])
         results["writes"] = writes.measure(redis_server, flipper, args.rounds, args.duration)
     finally:
-        flipper.stop()
-        cached.stop()
+        for server in (flipper, *variants.values()):
+            server.stop()
         redis_server.stop()
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")

@@ -8,6 +8,7 @@ import gc
 import importlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -132,6 +133,7 @@ LoadHandler = Callable[..., ModuleType]
 def load_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadHandler]:
     """Import flipper.handler afresh, as a cold start would, with the given environment."""
     loaded: list[ModuleType] = []
+    sigterm = signal.getsignal(signal.SIGTERM)  # the handler installs its own: pytest's comes back after
 
     def load(**environ: str) -> ModuleType:
         for name, value in environ.items():
@@ -147,6 +149,7 @@ def load_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadHandler]:
         module.loop.close()
     asyncio.set_event_loop(None)
     sys.modules.pop("flipper.handler", None)
+    signal.signal(signal.SIGTERM, sigterm)
 
 
 class Observer:

@@ -410,3 +410,90 @@ def test_a_bad_value_or_variant_is_one_line_exit_1_and_writes_nothing(
     assert err.startswith(f"flipper: error: {error}")
     assert err.count("\n") == 1
     assert flags.get("revision") is None
+
+
+def test_usage_and_stale_with_their_exit_codes(flags: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = flipper(capsys, "stale", "--unused-for", "30d")
+    assert code == 2  # feature_A and feature_B: never evaluated
+    assert out.splitlines() == [
+        "FEATURE    LAST EVALUATED  LAST CHANGED",
+        "feature_A  never           -",
+        "feature_B  never           -",
+    ]
+    assert err == (
+        "flipper: warning: no usage recorded yet (FLIPPER_USAGE off, or no flush yet): every flag looks unused\n"
+    )
+    now_ms = int(flags.time()[0]) * 1000
+    for feature in ("feature_A", "feature_B"):
+        flags.hset("usage:evaluations", feature, 7)
+        flags.hset("usage:seen", feature, now_ms - 3_600_000)  # an hour ago
+    flags.set("usage:since", now_ms - 90 * 86_400_000)
+    code, out, err = flipper(capsys, "stale", "--unused-for", "30d")
+    assert (code, err) == (0, "")
+    assert out.startswith("no flag unused for 30d (evaluated since ")
+    code, out, _ = flipper(capsys, "stale", "--unused-for", "90s", "--json")
+    assert code == 2
+    assert [row["feature"] for row in json.loads(out)["features"]] == ["feature_A", "feature_B"]
+    flipper(capsys, "enable", "feature_A", "--global")
+    code, out, _ = flipper(capsys, "usage")
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0].split() == ["FEATURE", "FLAG", "EVALUATIONS", "LAST", "EVALUATED", "LAST", "CHANGED"]
+    assert lines[1].split()[:3] == ["feature_A", "yes", "7"]
+    assert lines[1].split()[4] == json.loads(flipper(capsys, "history", "--json")[1])["entries"][0]["time"]
+    assert lines[2].split()[::4] == ["feature_B", "-"]  # changed around Flipper: no audit entry
+    assert lines[-1].startswith("usage recorded since ")
+    assert json.loads(flipper(capsys, "usage", "--json")[1])["features"][0]["evaluations"] == 7
+
+
+def test_stale_refuses_a_duration_that_is_not_one(flags: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
+    assert flipper(capsys, "stale", "--unused-for", "30days") == (
+        1,
+        "",
+        "flipper: error: duration '30days' is not a count of days, hours, minutes or seconds: 30d, 12h, 15m or 90s\n",
+    )
+    code, _, err = flipper(capsys, "stale")
+    assert (code, err) == (1, "flipper: error: Missing option '--unused-for'. (see flipper stale --help)\n")
+
+
+def test_the_prefix_names_an_environment_and_a_promotion_is_export_piped_to_apply(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert flipper(capsys, "enable", "checkout", "--version", "v1", "--prefix", "staging:")[0] == 0
+    assert flipper(capsys, "rollout", "search", "25", "--global", "--prefix", "staging:")[0] == 0
+    assert flags.smembers("staging:version:v1:positive") == {"checkout"}
+    assert flipper(capsys, "show", "--version", "v1", "--prefix", "production:") == (0, "no features enabled\n", "")
+    script = Path(sys.executable).with_name("flipper")
+    promote = f"{script} export --prefix staging: | {script} apply --prefix production: - -m promote"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", promote], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [
+        "plan against revision 0: 2 membership changes",
+        "  + checkout enabled at version:v1",
+        "  + search rollout at global: - → 25",
+        done.stdout.splitlines()[-1],
+    ]
+    assert done.stdout.splitlines()[-1].startswith("applied 2 changes (revision 1, entry ")
+    assert (
+        flipper(capsys, "export", "--prefix", "production:")[1] == flipper(capsys, "export", "--prefix", "staging:")[1]
+    )
+    assert flags.smembers("version:v1:positive") == {"feature_A", "feature_B"}  # the unprefixed flags: untouched
+    # The production history names the promotion; the staging one its own two changes.
+    history = json.loads(flipper(capsys, "history", "--json", "--prefix", "production:")[1])["entries"]
+    assert [(entry["operation"], entry.get("message")) for entry in history] == [("apply", "promote")]
+    assert len(json.loads(flipper(capsys, "history", "--json", "--prefix", "staging:")[1])["entries"]) == 2
+
+
+def test_the_prefix_is_refused_through_the_function_and_without_a_hash_tag_in_a_cluster(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = flipper(capsys, "list", "--prefix", "staging:", "--function", "flipper-prod")
+    assert (code, err) == (
+        1,
+        "flipper: error: --prefix applies to --redis-url; the function uses its own FLIPPER_KEY_PREFIX"
+        " (one stack per environment: docs/deploy.md)\n",
+    )
+    monkeypatch.setenv("FLIPPER_REDIS_CLUSTER", "true")
+    code, _, err = flipper(capsys, "list", "--prefix", "staging:")
+    assert code == 1
+    assert err.startswith("flipper: error: FLIPPER_KEY_PREFIX='staging:' has no hash tag such as '{flipper}:'")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -402,3 +404,51 @@ async def test_connections_idle_too_long_are_replaced_on_every_node(
     assert await store.features(Context(version="v1")) == ["feature_A"]
     assert connections() == before + 1  # idle: replaced
     await store.aclose()
+
+
+async def test_usage_is_counted_in_the_flags_slot_on_the_cluster(
+    cluster: list[RedisServer], writer: RedisCluster, cluster_store: Store
+) -> None:
+    """The flush's keys share the prefix's slot (one script call); usage, stale and delete read and forget them."""
+    writer.sadd(PREFIX + "global:positive", "a", "b")
+    settings = Settings(key_prefix=PREFIX, redis_cluster=True)
+    app = create_app(cluster_store, settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://flipper.test") as http:
+        for path in ("/", "/", "/features/a"):
+            assert (await http.get(path)).status_code == 200
+    await app.state.usage.close(5)
+    assert {key_slot(key.encode()) for key in writer.keys(PREFIX + "usage:*")} == {key_slot(PREFIX.encode())}
+    assert writer.hgetall(PREFIX + "usage:evaluations") == {"a": "3", "b": "2"}
+    used = await operations.run(cluster_store, settings, "usage", {})
+    assert [(row["feature"], row["evaluations"]) for row in used["features"]] == [("a", 3), ("b", 2)]
+    assert (await operations.run(cluster_store, settings, "stale", {"unused_for": "1h"}))["features"] == []
+    await operations.run(cluster_store, settings, "delete", {"feature": "a", "actor": "t"})
+    assert writer.hgetall(PREFIX + "usage:evaluations") == {"b": "2"}
+
+
+def test_a_promotion_between_hash_tagged_prefixes_on_the_cluster(
+    cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    script = Path(sys.executable).with_name("flipper")
+    environ = {**os.environ, "REDIS_URL": cluster[0].url, "FLIPPER_REDIS_CLUSTER": "true"}
+    environ.pop("FLIPPER_KEY_PREFIX", None)
+
+    def flipper(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, env=environ, timeout=60
+        )
+
+    assert flipper(f"{script} enable checkout --group beta --prefix '{{staging}}:'").returncode == 0
+    done = flipper(f"{script} export --prefix '{{staging}}:' | {script} apply --prefix '{{production}}:' -")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines()[:2] == [
+        "plan against revision 0: 1 membership changes",
+        "  + checkout enabled at group:beta",
+    ]
+    assert writer.smembers("{production}:group:beta:positive") == {"checkout"}
+    refused = flipper(f"{script} list --prefix staging:")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        "flipper: error: FLIPPER_KEY_PREFIX='staging:' has no hash tag such as '{flipper}:'"
+    )

@@ -268,6 +268,33 @@ def test_every_control_has_a_name_for_screen_readers(page: Page, redis_server) -
     assert unnamed == []
 
 
+def test_last_seen_beside_each_feature_and_a_filter_to_stale_ones(page: Page, flags: redis.Redis, redis_server) -> None:
+    for feature in ("used", "forgotten", "never"):
+        flipper(redis_server, "enable", feature, "--global")
+    now_ms = int(flags.time()[0]) * 1000
+    flags.hset("usage:evaluations", mapping={"used": 10, "forgotten": 2})
+    flags.hset("usage:seen", mapping={"used": now_ms - 60_000, "forgotten": now_ms - 40 * 86_400_000})
+    flags.set("usage:since", now_ms - 90 * 86_400_000)
+    page.reload()
+    seen = page.locator('#flags tr[data-feature="used"] th .seen')
+    expect(seen).to_contain_text("last seen 20")
+    expect(seen.locator("time")).to_have_text(re.compile(r"^[0-9-]+T[0-9:.]+Z$"))
+    expect(page.locator('#flags tr[data-feature="never"] th .seen')).to_have_text("never evaluated")
+    page.locator("form.filters").get_by_label("Not evaluated for").fill("30d")
+    page.locator("form.filters").get_by_role("button", name="Filter").click()
+    expect(page.locator("#flags tbody.feature th[scope=rowgroup]")).to_have_count(2)
+    expect(page.locator('#flags tr[data-feature="used"]')).to_have_count(0)
+    assert page.locator('#flags tr[data-feature="forgotten"]').is_visible()
+    page.get_by_role("link", name="Show all").click()
+    expect(page.locator("#flags tbody.feature")).to_have_count(3)
+    page.locator("form.filters").get_by_label("Not evaluated for").fill("a month")
+    page.locator("form.filters").get_by_role("button", name="Filter").click()
+    expect(page.locator("#stale-error")).to_have_text(
+        "duration 'a month' is not a count of days, hours, minutes or seconds: 30d, 12h, 15m or 90s"
+    )
+    expect(page.locator("#flags tbody.feature")).to_have_count(3)  # the flags still shown
+
+
 def test_export_downloads_the_flags_and_apply_shows_the_plan_before_writing(
     page: Page, flags: redis.Redis, redis_server, tmp_path: Path
 ) -> None:

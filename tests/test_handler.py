@@ -383,6 +383,30 @@ def test_the_default_response_bound_keeps_lambdas_envelope_under_6_mb(
         assert body(response)["errorDetails"].endswith("too many flags apply to this caller")
 
 
+def test_usage_is_flushed_between_invocations_and_at_sigterm(
+    load_handler: LoadHandler, own_redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A flush a due invocation starts in the background completes on the loop's next run at the latest; the
+    SIGTERM Lambda sends with an extension registered flushes the rest, publishes its metrics, and exits."""
+    module = load_handler(REDIS_URL=own_redis_server.url, FLIPPER_KEY_PREFIX="", FLIPPER_USAGE_FLUSH_SECONDS="0.001")
+    assert signal.getsignal(signal.SIGTERM) is module.shutdown
+    client = redis.Redis(port=own_redis_server.port, decode_responses=True)
+    client.sadd("global:positive", "a")
+    capsys.readouterr()
+    for _ in range(2):
+        time.sleep(0.002)  # past the interval: the second invocation starts the flush of the first's count
+        assert body(invoke(module, request_event("http-api", "/features/a"))) == {
+            "feature": "a", "enabled": True, "reason": "STATIC"
+        }  # fmt: skip
+    with pytest.raises(SystemExit) as exited:
+        module.shutdown(signal.SIGTERM, None)
+    assert exited.value.code == 0
+    assert client.hgetall("usage:evaluations") == {"a": "2"}
+    flushes = [blob["UsageFlushes"] for blob in emf_blobs(capsys.readouterr().out) if "UsageFlushes" in blob]
+    assert sum(count for counts in flushes for count in counts) == 2  # one in the background, one at SIGTERM
+    client.close()
+
+
 OPERATOR = "arn:aws:iam::123456789012:user/operator"  # tests/events/function-url.json's IAM caller
 ALICE = "arn:aws:iam::123456789012:user/alice"
 ON_OPERATOR = LambdaContext(invoked_function_arn=LambdaContext.invoked_function_arn + ":operator")

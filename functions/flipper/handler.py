@@ -9,6 +9,9 @@ every invocation runs on this module's one loop.
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -16,7 +19,7 @@ from mangum import Mangum
 
 from flipper.core.settings import Settings
 from flipper.operate import admin
-from flipper.serve.app import create_app
+from flipper.serve.app import SHUTDOWN_FLUSH_SECONDS, create_app
 from flipper.serve.observability import MeteredStore, logger, metrics, traced
 from flipper.serve.snapstart import register_hooks
 
@@ -27,10 +30,27 @@ settings = Settings.from_environ()
 store = MeteredStore.from_settings(settings)
 loop = asyncio.new_event_loop()
 asyncio.set_event_loop(loop)  # before Mangum, which would otherwise make a loop of its own
-asgi = Mangum(create_app(store, settings), lifespan="off")  # no lifespan: the store lives as long as the container
+app = create_app(store, settings)
+asgi = Mangum(app, lifespan="off")  # no lifespan: the store lives as long as the container
 # Still Lambda's init phase: connect and load the script now, so the first request pays for neither.
 loop.run_until_complete(store.warm(settings.connect_timeout))
 register_hooks(store, loop, settings.connect_timeout)  # SnapStart: closed before a snapshot, warmed after
+
+
+def shutdown(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM: the container is shutting down. Lambda sends it to the runtime when an extension is registered
+    (and gives it 300 ms): flush the usage counted since the last flush, within a short bound, and exit.
+
+    Between invocations the loop is idle, so the flush can run on it; mid-invocation it cannot, and the
+    interval is lost, as it is without an extension (no SIGTERM at all).
+    """
+    if app.state.usage is not None and not loop.is_running():
+        loop.run_until_complete(app.state.usage.close(SHUTDOWN_FLUSH_SECONDS))
+        metrics.flush_metrics()  # no invocation will publish the flush's metrics now
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, shutdown)
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)

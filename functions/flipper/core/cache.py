@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import sys
 import time
-from collections.abc import Callable, Collection, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from typing import Any
 
 # A cached key's contents: the members of a set, a rollout's thousandths per feature, a values hash's values
@@ -49,13 +49,15 @@ def _size(item: object) -> int:
 
 
 class Answer:
-    """A rendered answer (body and ETag), with the entries it was computed from."""
+    """A rendered answer (body and ETag), the features it names (what usage counts), and the entries it was
+    computed from."""
 
-    __slots__ = ("body", "entries", "size", "tag")
+    __slots__ = ("body", "entries", "named", "size", "tag")
 
-    def __init__(self, entries: tuple[Entry, ...], body: bytes, tag: str) -> None:
-        self.entries, self.body, self.tag = entries, body, tag
-        self.size = _OVERHEAD + len(body) + len(tag)
+    def __init__(self, entries: tuple[Entry, ...], body: bytes, tag: str, named: Sequence[str]) -> None:
+        self.entries, self.body, self.tag, self.named = entries, body, tag, named
+        # The names are the key entries' own strings: only the sequence holding them is the answer's.
+        self.size = _OVERHEAD + len(body) + len(tag) + sys.getsizeof(named)
 
 
 class Cache:
@@ -111,9 +113,11 @@ class Cache:
         self._put(key, entry)
         return entry
 
-    def answer(self, what: Hashable, entries: tuple[Entry, ...], render: Callable[[], tuple[bytes, str]]) -> Answer:
+    def answer(
+        self, what: Hashable, entries: tuple[Entry, ...], render: Callable[[], tuple[bytes, str, Sequence[str]]]
+    ) -> Answer:
         """The answer to `what` computed from `entries`: reused when it was computed from the very same
-        entries, else rendered (`render` returns body and ETag) and remembered."""
+        entries, else rendered (`render` returns body, ETag and the features named) and remembered."""
         key = ("answer", what)
         answer = self._slots.get(key)
         if (

@@ -153,6 +153,12 @@ def revision_key(prefix: str = "") -> str:
     return f"{prefix}{REVISION}"
 
 
+def usage_keys(prefix: str = "") -> list[str]:
+    """Where usage is counted (lua/usage.lua): evaluations per feature, last seen per feature, and when
+    recording began. No entity's key can be one (those start with an entity's word)."""
+    return [f"{prefix}usage:evaluations", f"{prefix}usage:seen", f"{prefix}usage:since"]
+
+
 def value_keys(context: Context, prefix: str = "") -> list[str]:
     """The values hashes the context reads, one per entity, in `entities()` order."""
     return [f"{prefix}{entity}:{VALUES}" for entity in context.entities()]

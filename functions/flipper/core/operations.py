@@ -7,6 +7,7 @@ The same functions answer both paths (the CLI's `--redis-url`, and the Lambda ad
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from flipper.core.memberships import FlagError, check_name
 from flipper.core.model import REGISTRY, Context, evaluate_feature
 from flipper.core.settings import Settings
 from flipper.core.store import Store
+from flipper.core.writes import utc_time
 
 Operation = Callable[..., Awaitable[dict[str, Any]]]
 OPERATIONS: dict[str, Operation] = {}
@@ -232,13 +234,84 @@ async def delete(
     # Out of the registry too: the API no longer knows it (FLAG_NOT_FOUND), as before it was ever written.
     wanted = [(key, member, "") for key, member in state if member == name] + [(REGISTRY, name, "")]
     # At the revision read, at the latest: a change landing meanwhile (at a key not read) would survive.
-    return await _write(
+    result = await _write(
         store,
         settings,
         wanted,
         _audit(actor, "delete", message, claimed_by, feature=name),
         expected_revision=read_at if expected is None else expected,
     )
+    # Its usage too, even when no entity named it: how a name callers asked about, but no flag, is forgotten.
+    await store.forget_usage(name)
+    return result
+
+
+@_operation
+async def usage(store: Store, settings: Settings) -> dict[str, Any]:
+    """Every known feature (a flag, or a name evaluations asked for): evaluations counted, when last evaluated
+    and when last changed through the write path; and since when usage has been recorded. Approximate:
+    flushed by each instance at most every FLIPPER_USAGE_FLUSH_SECONDS, an interval lost when one fails."""
+    features, since = await _usage(store)
+    return {"features": features, "recording_since": since}
+
+
+@_operation
+async def stale(store: Store, settings: Settings, unused_for: object) -> dict[str, Any]:
+    """The flags no evaluation named within `unused_for` (`30d`, `12h`, `15m`, `90s`), by Redis's clock."""
+    seconds = _duration(unused_for)
+    now = await store.time_ms()
+    features, since = await _usage(store)
+    cutoff = utc_time((now - seconds * 1000) / 1000)
+    # RFC 3339 times of one format compare as text.
+    unused = [row for row in features if row["flag"] and (row["last_evaluated"] or "") < cutoff]
+    warnings = []
+    if since is None:
+        warnings.append("no usage recorded yet (FLIPPER_USAGE off, or no flush yet): every flag looks unused")
+    elif since > cutoff:
+        warnings.append(
+            f"usage recorded only since {since}, less than {unused_for}: a flag may look unused that is not"
+        )
+    return {"unused_for": unused_for, "evaluated_since": cutoff, "features": unused, "warnings": warnings}
+
+
+_DURATION = re.compile(r"([0-9]{1,9})([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: object) -> int:
+    """`text` such as `30d`, `12h`, `15m` or `90s`, in seconds (more than 0)."""
+    match = _DURATION.fullmatch(text) if isinstance(text, str) else None
+    if match is None or int(match[1]) == 0:
+        raise FlagError(f"duration {text!r} is not a count of days, hours, minutes or seconds: 30d, 12h, 15m or 90s")
+    return int(match[1]) * _UNITS[match[2]]
+
+
+async def _usage(store: Store) -> tuple[list[dict[str, Any]], str | None]:
+    _, state = await memberships.read_state(store)
+    flags = {feature for _, feature in state}
+    counts, seen, since = await store.usage()
+    known = flags | set(counts)
+    changed = await writes.last_changes(store, known)
+    rows = [
+        {
+            "feature": feature,
+            "flag": feature in flags,
+            "evaluations": _count(counts.get(feature)),
+            "last_evaluated": _time(seen.get(feature)),
+            "last_changed": changed.get(feature),
+        }
+        for feature in sorted(known)
+    ]
+    return rows, _time(since)
+
+
+def _count(text: str | None) -> int:
+    return int(text) if text is not None and text.isdigit() else 0
+
+
+def _time(ms: str | None) -> str | None:
+    """Milliseconds as usage holds them, in RFC 3339; None for absent (or, written by hand, not a number)."""
+    return utc_time(int(ms) / 1000) if ms is not None and ms.isdigit() else None
 
 
 @_operation

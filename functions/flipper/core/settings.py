@@ -48,6 +48,10 @@ class Settings:
     cache_max_age: float = 0.0
     cache_max_bytes: int = 16 * 1024 * 1024
     audit_length: int = 10_000  # the audit stream's MAXLEN ~: the entries history and undo can reach
+    # Usage counts (flipper.core.usage): recorded per instance, flushed to Redis at most every so many seconds.
+    usage: bool = True
+    usage_flush_seconds: float = 60.0
+    usage_max_features: int = 10_000  # fields the usage hashes may hold: what any caller's names can make them grow to
 
     def __post_init__(self) -> None:
         if self.redis_cluster and not has_hash_tag(self.key_prefix):
@@ -88,6 +92,11 @@ class Settings:
             cache_max_age=_read(env, "FLIPPER_CACHE_MAX_AGE", _non_negative, defaults.cache_max_age),
             cache_max_bytes=_read(env, "FLIPPER_CACHE_MAX_BYTES", _positive(int), defaults.cache_max_bytes),
             audit_length=_read(env, "FLIPPER_AUDIT_LENGTH", _positive(int), defaults.audit_length),
+            usage=_read(env, "FLIPPER_USAGE", _boolean, defaults.usage),
+            usage_flush_seconds=_read(
+                env, "FLIPPER_USAGE_FLUSH_SECONDS", _positive(float), defaults.usage_flush_seconds
+            ),
+            usage_max_features=_read(env, "FLIPPER_USAGE_MAX_FEATURES", _positive(int), defaults.usage_max_features),
         )
 
 

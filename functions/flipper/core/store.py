@@ -33,6 +33,7 @@ from flipper.core.model import (
     registry_key,
     revision_key,
     rollout_keys,
+    usage_keys,
     value_keys,
     variants_key,
 )
@@ -110,6 +111,7 @@ class Store:
         self.cache = cache
         self._evaluate = client.register_script(script_source())
         self._write = client.register_script(script_source("write.lua"))
+        self._add_usage = client.register_script(script_source("usage.lua"))
         self._idle_reconnect = idle_reconnect
         self._used_at = time.monotonic()
         self._batches = (
@@ -313,6 +315,40 @@ class Store:
             if reverse:
                 return await self.client.xrevrange(self.audit_key, start, end, count=count)
             return await self.client.xrange(self.audit_key, start, end, count=count)
+
+    async def add_usage(self, limit: int, now_ms: int, counted: list[tuple[str, int, int]]) -> int:
+        """Add `(feature, evaluations, last seen in ms)` to the usage hashes in one lua/usage.lua call, new
+        features only while they hold fewer than `limit`; how many were left out at that bound."""
+        args: list[str | int] = [limit, now_ms]
+        for triple in counted:
+            args.extend(triple)
+        async with self._command():
+            return await self._add_usage(keys=usage_keys(self.key_prefix), args=args)
+
+    async def usage(self) -> tuple[dict[str, str], dict[str, str], str | None]:
+        """The usage hashes as they are: evaluations and last seen (ms) per feature, and when recording began."""
+        counts, seen, since = usage_keys(self.key_prefix)
+        async with self._command():
+            pipeline = self.client.pipeline(transaction=False)  # one round trip; counts are approximate anyway
+            pipeline.hgetall(counts)
+            pipeline.hgetall(seen)
+            pipeline.get(since)
+            return tuple(await pipeline.execute())  # type: ignore[return-value]
+
+    async def forget_usage(self, feature: str) -> None:
+        """`feature`'s usage removed (it was deleted)."""
+        counts, seen, _ = usage_keys(self.key_prefix)
+        async with self._command():
+            pipeline = self.client.pipeline(transaction=False)
+            pipeline.hdel(counts, feature)
+            pipeline.hdel(seen, feature)
+            await pipeline.execute()
+
+    async def time_ms(self) -> int:
+        """Redis's clock, in Unix milliseconds: what audit entries are stamped with, and staleness measured by."""
+        async with self._command():
+            seconds, micros = await self._on_flags_node("TIME")
+        return int(seconds) * 1000 + int(micros) // 1000
 
     async def revision(self) -> int:
         """The flags' revision: how many changes Flipper's write path has made (0 before the first)."""

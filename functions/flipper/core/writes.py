@@ -100,8 +100,12 @@ def _entry(id: str, raw: dict[str, str]) -> Entry | None:
     except (KeyError, ValueError, TypeError):
         logger.warning("audit entry %s is not one of Flipper's; skipped", id)
         return None
-    time = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return Entry(id=id, revision=revision, time=time, changes=changes, fields=fields)
+    return Entry(id=id, revision=revision, time=utc_time(seconds), changes=changes, fields=fields)
+
+
+def utc_time(seconds: float) -> str:
+    """Unix `seconds` in RFC 3339, UTC, to the millisecond: `2026-12-02T00:36:40.776Z`."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _entries(raw: list[Any]) -> list[Entry]:
@@ -121,6 +125,23 @@ async def history(store: Store, feature: str | None = None, limit: int = 20) -> 
             break
         end = "(" + batch[-1][0]
     return found[:limit]
+
+
+async def last_changes(store: Store, features: set[str]) -> dict[str, str]:
+    """When each of `features` was last changed through the write path (RFC 3339), for those the audit still
+    holds: the stream read newest first, only as far as needed."""
+    found: dict[str, str] = {}
+    end = "+"
+    while len(found) < len(features):
+        batch = await store.audit_range(end, "-", count=1000, reverse=True)
+        for entry in _entries(batch):
+            for _, feature, _, _ in entry.changes:
+                if feature in features:
+                    found.setdefault(feature, entry.time)
+        if len(batch) < 1000:
+            break
+        end = "(" + batch[-1][0]
+    return found
 
 
 async def entry(store: Store, id: str) -> Entry:

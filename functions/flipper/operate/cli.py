@@ -1,7 +1,8 @@
 """`flipper`: operate the flags from a terminal, directly on Redis or through the deployed function.
 
 Every change goes through the audited write path (flipper.core.writes). Exit codes: 0 done, 1 error (one
-line on stderr), 2 `apply --dry-run` found changes pending. `--json` prints machine-readable output.
+line on stderr), 2 `apply --dry-run` found changes pending or `stale` found stale flags. `--json` prints
+machine-readable output.
 """
 
 from __future__ import annotations
@@ -55,23 +56,38 @@ class Target:
     """Where the command runs and how it prints: the options every command shares."""
 
     def __init__(
-        self, redis_url: str | None, function: str | None, stack: str | None, actor: str | None, as_json: bool
+        self,
+        redis_url: str | None,
+        prefix: str | None,
+        function: str | None,
+        stack: str | None,
+        actor: str | None,
+        as_json: bool,
     ):
-        self.redis_url, self.function, self.stack, self.actor, self.as_json = redis_url, function, stack, actor, as_json
+        self.redis_url, self.prefix, self.function, self.stack = redis_url, prefix, function, stack
+        self.actor, self.as_json = actor, as_json
 
     def backend(self) -> Backend:
         if self.function or self.stack:
             if self.actor:
                 raise Failure("--actor applies to --redis-url; through the function the actor is your AWS identity")
+            if self.prefix is not None:
+                raise Failure(
+                    "--prefix applies to --redis-url; the function uses its own FLIPPER_KEY_PREFIX"
+                    " (one stack per environment: docs/deploy.md)"
+                )
             return FunctionBackend(self.function, self.stack)
-        settings = Settings.from_environ()
+        settings = self.settings()
         url = self.redis_url or settings.redis_url or devstore.recorded_url()  # a running `make dev-server`'s
         if url is None:
             raise Failure(
                 "no flag store: give --redis-url (or REDIS_URL), or --function/--stack for the deployed one,"
                 " or start `make dev-server`"
             )
-        return RedisBackend(Settings.from_environ({**os.environ, "REDIS_URL": url}), self.actor)
+        return RedisBackend(Settings.from_environ({**_environ(self.prefix), "REDIS_URL": url}), self.actor)
+
+    def settings(self) -> Settings:
+        return _settings(self.prefix)
 
     def run(self, name: str, /, **arguments: Any) -> dict[str, Any]:
         """Run operation `name`; the write operations get the actor."""
@@ -102,6 +118,16 @@ class Target:
 _WRITES = {"change", "delete", "apply", "undo"}
 
 
+def _environ(prefix: str | None) -> dict[str, str]:
+    """The environment, with `--prefix` for FLIPPER_KEY_PREFIX when given."""
+    return {**os.environ} if prefix is None else {**os.environ, "FLIPPER_KEY_PREFIX": prefix}
+
+
+def _settings(prefix: str | None) -> Settings:
+    """The settings, checked with `--prefix` when given: in a cluster, the prefix must carry a hash tag."""
+    return Settings.from_environ(_environ(prefix))
+
+
 def target_options(command: F) -> F:
     """The options every command takes: where the flags are, who acts, and `--json`."""
 
@@ -118,12 +144,17 @@ def target_options(command: F) -> F:
         help="Run through this deployed function (AWS credentials; lambda:InvokeFunction).",
     )  # fmt: skip
     @click.option(
+        "--prefix",
+        metavar="PREFIX",
+        help="The environment's key prefix on that Redis, e.g. staging: (default: FLIPPER_KEY_PREFIX).",
+    )
+    @click.option(
         "--redis-url", metavar="URL", help="Redis to operate directly (default: REDIS_URL); FLIPPER_KEY_PREFIX applies."
     )
     @functools.wraps(command)
     def wrapper(**kw: Any) -> Any:
         kw["as_json"] |= click.get_current_context().find_root().params["as_json"]  # `flipper --json COMMAND`
-        names = ("redis_url", "function", "stack", "actor", "as_json")
+        names = ("redis_url", "prefix", "function", "stack", "actor", "as_json")
         return command(target=Target(*(kw.pop(name) for name in names)), **kw)
 
     return wrapper  # type: ignore[return-value]
@@ -154,7 +185,7 @@ def entity_options(*, users: bool = True) -> Callable[[F], F]:
                 names = "--global, --version, --group" + (" or --user" if users else "")
                 raise Failure(f"give exactly one of {names}")
             with _failures():
-                where = entity(*given[0], Settings.from_environ())
+                where = entity(*given[0], _settings(kw.get("prefix")))
             return command(where=where, **kw)
 
         for option in reversed(options):
@@ -214,9 +245,10 @@ def cli(as_json: bool) -> None:
     \b
     Where the flags are (every command takes these):
       --redis-url URL (or REDIS_URL)   Redis directly, with FLIPPER_KEY_PREFIX and FLIPPER_REDIS_CLUSTER
+      --prefix PREFIX                  the environment's key prefix there (staging:, {production}:)
       --function NAME, --stack STACK   the deployed function, with your AWS credentials
 
-    Exit codes: 0 done, 1 error, 2 `apply --dry-run` found changes pending.
+    Exit codes: 0 done, 1 error, 2 `apply --dry-run` found changes pending, or `stale` found stale flags.
     """
 
 
@@ -324,7 +356,7 @@ def variants(target: Target, feature: str, variants: tuple[str, ...], clear_: bo
 @target_options
 def delete(target: Target, feature: str, message: str | None) -> None:
     """Delete FEATURE: out of every set, rollout, value and variants of every entity; the API no longer
-    knows it."""
+    knows it, and its usage counts are forgotten (so a name callers asked about that is no flag can be too)."""
     result = target.run("delete", feature=feature, message=message)
     _changed(target, result, f"deleted {feature}", f"no entity names {feature}")
 
@@ -431,7 +463,7 @@ def apply(ctx: click.Context, target: Target, file: str, dry_run: bool, prune: b
         with click.open_file(file, "rb") as stream:  # bytes: flagsfile names the line of any that are not UTF-8
             text = flagsfile.decode(stream.read(flagsfile.MAX_BYTES + 1), file)
         # Checked here, where the lines are known, as well as by the function.
-        document = flagsfile.read(text, file, Settings.from_environ())
+        document = flagsfile.read(text, file, target.settings())
     planned = target.run("plan", flags_file=document, prune=prune)
     changes = planned["changes"]
     if not target.as_json:
@@ -479,6 +511,49 @@ def undo(target: Target, entry: str, force: bool, message: str | None) -> None:
     when later entries changed the same flags, unless --force."""
     result = target.run("undo", entry=entry, force=force, message=message)
     _changed(target, result, f"undid {entry}", f"the flags are already as before {entry}")
+
+
+@cli.command(short_help="How often each feature was evaluated, and when last.")
+@target_options
+def usage(target: Target) -> None:
+    """Every known feature (a flag, or a name callers asked about) with the evaluations counted, when it was
+    last evaluated and when last changed (UTC). Approximate: each instance flushes its counts at most every
+    FLIPPER_USAGE_FLUSH_SECONDS, and one that dies loses at most that interval."""
+    result = target.run("usage")
+    rows = [
+        [
+            row["feature"],
+            "yes" if row["flag"] else "no",
+            str(row["evaluations"]),
+            row["last_evaluated"] or "-",
+            row["last_changed"] or "-",
+        ]
+        for row in result["features"]
+    ]
+    lines = _table(["FEATURE", "FLAG", "EVALUATIONS", "LAST EVALUATED", "LAST CHANGED"], rows) if rows else []
+    since = result["recording_since"]
+    lines.append(f"usage recorded since {since} (approximate)" if since else "no usage recorded yet")
+    target.echo(result, *lines)
+
+
+@cli.command(short_help="The flags not evaluated within a duration; exit 2 when any.")
+@click.option("--unused-for", required=True, metavar="DURATION", help="30d, 12h, 15m or 90s.")
+@target_options
+@click.pass_context
+def stale(ctx: click.Context, target: Target, unused_for: str) -> None:
+    """The flags no evaluation named within DURATION (30d, 12h, 15m, 90s), by Redis's clock: exit 0 when
+    none, 2 when some, so that a CI job can fail on stale flags. A flag never evaluated is stale."""
+    result = target.run("stale", unused_for=unused_for)
+    rows = [
+        [row["feature"], row["last_evaluated"] or "never", row["last_changed"] or "-"] for row in result["features"]
+    ]
+    lines = (
+        _table(["FEATURE", "LAST EVALUATED", "LAST CHANGED"], rows)
+        if rows
+        else [f"no flag unused for {unused_for} (evaluated since {result['evaluated_since']})"]
+    )
+    target.echo(result, *lines)
+    ctx.exit(2 if rows else 0)
 
 
 def _summary(changes: list[list[str]]) -> str:

@@ -54,7 +54,7 @@ HEADERS = {
     "cache-control": "no-store",
 }
 # What the page's address keeps across changes: the filters and the caller being evaluated.
-VIEW_FIELDS = ("name", "entity", "version", "groups", "user")
+VIEW_FIELDS = ("name", "entity", "stale", "version", "groups", "user")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -127,10 +127,12 @@ def _forbidden(why: str) -> Response:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class View:
-    """What the page shows: the flags filtered by name and entity, and the caller evaluated."""
+    """What the page shows: the flags filtered by name, entity and staleness (a duration such as 30d), and
+    the caller evaluated."""
 
     name: str = ""
     entity: str = ""
+    stale: str = ""
     version: str = ""
     groups: str = ""
     user: str = ""
@@ -222,19 +224,24 @@ class Console:
             target=self.target,
             csrf=self.guard.csrf,
             back=view.query(),
-            show_all=dataclasses.replace(view, name="", entity="").query(),
+            show_all=dataclasses.replace(view, name="", entity="", stale="").query(),
         )
         return HTMLResponse(html, status_code=status)
 
     async def state(self, view: View) -> dict[str, Any]:
-        exported, history = await asyncio.gather(
-            self.backend.call("export", {}), self.backend.call("history", {"limit": HISTORY_LIMIT})
+        exported, history, usage = await asyncio.gather(
+            self.backend.call("export", {}),
+            self.backend.call("history", {"limit": HISTORY_LIMIT}),
+            self.backend.call("usage", {}),
         )
         features = exported["flags"]["features"]
+        stale, stale_error = await self.stale(view)
         rows = [
             (feature, entities)
             for feature, entry in features.items()
-            if view.name.casefold() in feature.casefold() and (entities := _entities(entry, view.entity))
+            if view.name.casefold() in feature.casefold()
+            and (stale is None or feature in stale)
+            and (entities := _entities(entry, view.entity))
         ]
         caller = view.caller()
         evaluated = None
@@ -252,7 +259,20 @@ class Console:
             ),
             "history": history["entries"],
             "evaluated": evaluated,
+            "last_seen": {row["feature"]: row["last_evaluated"] for row in usage["features"]},
+            "stale_error": stale_error,
         }
+
+    async def stale(self, view: View) -> tuple[set[str] | None, str | None]:
+        """The flags not evaluated within the view's duration (None: no such filter), or why the duration is
+        not one: said beside the filter, the flags still shown."""
+        if not view.stale:
+            return None, None
+        try:
+            result = await self.backend.call("stale", {"unused_for": view.stale})
+        except FlagError as exc:
+            return None, str(exc)
+        return {row["feature"] for row in result["features"]}, None
 
     # Writes: a preview in a dialog, then the confirmed write
 

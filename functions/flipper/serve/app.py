@@ -10,26 +10,35 @@ from starlette.middleware import Middleware
 
 from flipper.core.settings import Settings
 from flipper.core.store import Store
+from flipper.core.usage import Usage
 from flipper.serve import errors
 from flipper.serve.auth import APIKeyMiddleware, api_keys
 from flipper.serve.cors import JSONCORSMiddleware
 from flipper.serve.endpoints import Endpoints
 
+# How long a shutdown waits for the last usage flush: Lambda gives its runtime 300 ms after SIGTERM.
+SHUTDOWN_FLUSH_SECONDS = 0.2
 
-def create_app(store: Store, settings: Settings) -> Starlette:
+
+def create_app(store: Store, settings: Settings, usage: Usage | None = None) -> Starlette:
     """Build the app around an existing store; the caller decides where the store comes from.
 
-    API keys in a secret are fetched here, once: a request never waits for Secrets Manager.
+    `usage` counts the features evaluations name (default: one from the settings, none when FLIPPER_USAGE
+    is off); it is `app.state.usage`, flushed at the lifespan's shutdown. API keys in a secret are fetched
+    here, once: a request never waits for Secrets Manager.
     """
     keys = api_keys(settings)
+    usage = usage or Usage.from_settings(store, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        if usage is not None:
+            await usage.close(SHUTDOWN_FLUSH_SECONDS)
         await store.aclose()
 
     app = Starlette(
-        routes=Endpoints(store, settings, secured=bool(keys)).routes(),
+        routes=Endpoints(store, settings, secured=bool(keys), usage=usage).routes(),
         exception_handlers=errors.handlers(settings),
         middleware=_middleware(settings, keys),
         lifespan=lifespan,
@@ -37,6 +46,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
     # `/health/` is a JSON 404, not a redirect: Starlette's redirect is not JSON, and fails with a 500 when
     # the query string is not UTF-8 (found by the fuzz test in tests/test_chaos.py).
     app.router.redirect_slashes = False
+    app.state.usage = usage
     return app
 
 

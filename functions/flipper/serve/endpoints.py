@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
@@ -16,6 +16,7 @@ from starlette.routing import Route
 from flipper.core.model import Context, Snapshot, enabled_features, evaluate_all, evaluate_feature, unknown
 from flipper.core.settings import Settings
 from flipper.core.store import Store
+from flipper.core.usage import Usage
 from flipper.serve import ofrep
 from flipper.serve.etags import conditional, etag
 from flipper.serve.query import parse_context, parse_feature_query, path_name
@@ -24,6 +25,7 @@ from flipper.serve.responses import JSONResponse, features_body
 logger = logging.getLogger("flipper")
 
 JSON = "application/json"
+Render = Callable[[Snapshot], tuple[bytes, Sequence[str]]]  # a body, and the features it names (for usage)
 
 
 class NameConvertor(PathConvertor):
@@ -43,10 +45,11 @@ def exact(route: Route) -> Route:
 
 
 class Endpoints:
-    """The handler of each route, sharing the store, the settings and the reuse of cached answers."""
+    """The handler of each route, sharing the store, the settings, the reuse of cached answers and the
+    instance's usage counts (None: FLIPPER_USAGE is off)."""
 
-    def __init__(self, store: Store, settings: Settings, secured: bool) -> None:
-        self.store, self.settings, self.secured = store, settings, secured
+    def __init__(self, store: Store, settings: Settings, secured: bool, usage: Usage | None = None) -> None:
+        self.store, self.settings, self.secured, self.usage = store, settings, secured, usage
 
     def routes(self) -> list[Route]:
         return [
@@ -63,19 +66,24 @@ class Endpoints:
 
     async def features(self, request: Request) -> Response:
         context = parse_context(request.scope["query_string"], self.settings)
-        body, tag = await self._answer(context, "/", lambda snapshot: features_body(enabled_features(snapshot)))
+
+        def render(snapshot: Snapshot) -> tuple[bytes, Sequence[str]]:
+            features = enabled_features(snapshot)
+            return features_body(features), features
+
+        body, tag = await self._answer(context, "/", render)
         return self._conditional_json(request, self._bounded(body), tag)
 
     async def feature(self, request: Request) -> Response:
         name = path_name(request.path_params["name"], "feature name", self.settings, request.scope.get("raw_path"))
         context, explain = parse_feature_query(request.scope["query_string"], self.settings)
 
-        def render(snapshot: Snapshot) -> bytes:
+        def render(snapshot: Snapshot) -> tuple[bytes, Sequence[str]]:
             evaluation = evaluate_feature(name, snapshot)
             body = {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason}
             if explain:
                 body.update(evaluation.explanation())
-            return JSONResponse(body).body
+            return JSONResponse(body).body, (name,)
 
         return self._conditional_json(request, *await self._answer(context, ("feature", name, explain), render))
 
@@ -83,10 +91,10 @@ class Endpoints:
         key = ofrep.flag_key(request, self.settings)
         context = await ofrep.read_context(request, self.settings, key)
 
-        def render(snapshot: Snapshot) -> bytes:
+        def render(snapshot: Snapshot) -> tuple[bytes, Sequence[str]]:
             if unknown(key, snapshot):
                 raise ofrep.not_found(key)  # raised before an answer is remembered, so never reused
-            return JSONResponse(ofrep.evaluation(evaluate_feature(key, snapshot))).body
+            return JSONResponse(ofrep.evaluation(evaluate_feature(key, snapshot))).body, (key,)
 
         body, _ = await self._answer(context, ("ofrep", key), render, registry=True)
         return Response(body, media_type=JSON)  # a single OFREP evaluation has no ETag
@@ -94,8 +102,10 @@ class Endpoints:
     async def ofrep_flags(self, request: Request) -> Response:
         context = await ofrep.read_context(request, self.settings)
 
-        def render(snapshot: Snapshot) -> bytes:
-            return JSONResponse({"flags": [ofrep.evaluation(result) for result in evaluate_all(snapshot)]}).body
+        def render(snapshot: Snapshot) -> tuple[bytes, Sequence[str]]:
+            results = evaluate_all(snapshot)
+            body = JSONResponse({"flags": [ofrep.evaluation(result) for result in results]}).body
+            return body, [result.feature for result in results]
 
         body, tag = await self._answer(context, "ofrep", render)
         return self._conditional_json(request, self._bounded(body), tag)
@@ -115,22 +125,27 @@ class Endpoints:
         return JSONResponse(openapi.document(self.settings, secured=self.secured)).body
 
     async def _answer(
-        self, context: Context, what: Hashable, render: Callable[[Snapshot], bytes], *, registry: bool = False
+        self, context: Context, what: Hashable, render: Render, *, registry: bool = False
     ) -> tuple[bytes, str | None]:
         """The JSON body `render` makes of the caller's snapshot (with the registry when asked), and its ETag
         when known: reused from the cache when computed before from the very same cached keys (`what` names
-        the question)."""
+        the question). The features it names are counted as used."""
         snapshot = await self.store.snapshot(context, registry=registry)
         cache = self.store.cache
         if cache is None or not snapshot.stamp:
-            return render(snapshot), None
+            body, named = render(snapshot)
+            tag = None
+        else:
 
-        def fresh() -> tuple[bytes, str]:
-            body = render(snapshot)
-            return body, etag(body)
+            def fresh() -> tuple[bytes, str, Sequence[str]]:
+                body, named = render(snapshot)
+                return body, etag(body), named
 
-        reused = cache.answer((what, context), snapshot.stamp, fresh)
-        return reused.body, reused.tag
+            reused = cache.answer((what, context), snapshot.stamp, fresh)
+            body, tag, named = reused.body, reused.tag, reused.named
+        if self.usage is not None:
+            self.usage.record(body, named)
+        return body, tag
 
     def _conditional_json(self, request: Request, body: bytes, tag: str | None) -> Response:
         return conditional(request, Response(body, media_type=JSON), self.settings.cache_control, tag)

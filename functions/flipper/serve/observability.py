@@ -41,6 +41,18 @@ class MeteredStore(Store):
         with _counting_errors():
             await super().ping()
 
+    async def add_usage(self, limit: int, now_ms: int, counted: list[tuple[str, int, int]]) -> int:
+        """A usage flush (flipper.core.usage), counted apart from the evaluations' store errors: a failed
+        flush fails no request."""
+        try:
+            dropped = await super().add_usage(limit, now_ms, counted)
+        except StoreError:
+            metrics.add_metric(name="UsageFlushFailures", unit=MetricUnit.Count, value=1)
+            raise
+        metrics.add_metric(name="UsageFlushes", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="UsageFeaturesDropped", unit=MetricUnit.Count, value=dropped)
+        return dropped
+
 
 @contextlib.contextmanager
 def _counting_errors() -> Iterator[None]:
