@@ -56,6 +56,18 @@ async def test_export_leaves_a_key_of_another_type_out_with_a_warning_naming_it(
     assert "left out" in warning
 
 
+@pytest.mark.parametrize("operation", [("usage", {}), ("stale", {"unused_for": "1d"})])
+@pytest.mark.parametrize("key", BAD)
+async def test_usage_and_stale_go_on_without_such_a_key_and_name_it(
+    store: Store, key: str, operation: tuple[str, dict[str, str]]
+) -> None:
+    await write_bad(store, key)
+    name, arguments = operation
+    result = await operations.run(store, SETTINGS, name, arguments)
+    assert [row["feature"] for row in result["features"]] == ["a", "b"]
+    assert any(warning.startswith(f"key '{PREFIX}{key}' holds a ") for warning in result["warnings"])
+
+
 async def test_export_without_such_a_key_has_no_warnings(store: Store) -> None:
     assert "warnings" not in await operations.run(store, SETTINGS, "export", {})
 

@@ -251,8 +251,8 @@ async def usage(store: Store, settings: Settings) -> dict[str, Any]:
     """Every known feature (a flag, or a name evaluations asked for): evaluations counted, when last evaluated
     and when last changed through the write path; and since when usage has been recorded. Approximate:
     flushed by each instance at most every FLIPPER_USAGE_FLUSH_SECONDS, an interval lost when one fails."""
-    features, since = await _usage(store)
-    return {"features": features, "recording_since": since}
+    features, since, warnings = await _usage(store)
+    return {"features": features, "recording_since": since, **({"warnings": warnings} if warnings else {})}
 
 
 @_operation
@@ -260,11 +260,10 @@ async def stale(store: Store, settings: Settings, unused_for: object) -> dict[st
     """The flags no evaluation named within `unused_for` (`30d`, `12h`, `15m`, `90s`), by Redis's clock."""
     seconds = _duration(unused_for)
     now = await store.time_ms()
-    features, since = await _usage(store)
+    features, since, warnings = await _usage(store)
     cutoff = utc_time((now - seconds * 1000) / 1000)
     # RFC 3339 times of one format compare as text.
     unused = [row for row in features if row["flag"] and (row["last_evaluated"] or "") < cutoff]
-    warnings = []
     if since is None:
         warnings.append("no usage recorded yet (FLIPPER_USAGE off, or no flush yet): every flag looks unused")
     elif since > cutoff:
@@ -286,8 +285,11 @@ def _duration(text: object) -> int:
     return int(match[1]) * _UNITS[match[2]]
 
 
-async def _usage(store: Store) -> tuple[list[dict[str, Any]], str | None]:
-    _, state = await memberships.read_state(store)
+async def _usage(store: Store) -> tuple[list[dict[str, Any]], str | None, list[str]]:
+    """Every known feature's usage, since when it is recorded, and the keys left out as unreadable: what is
+    only shown goes on without them, as export does."""
+    skipped: list[str] = []
+    _, state = await memberships.read_state(store, skipped)
     flags = {feature for _, feature in state}
     counts, seen, since = await store.usage()
     known = flags | set(counts)
@@ -302,7 +304,7 @@ async def _usage(store: Store) -> tuple[list[dict[str, Any]], str | None]:
         }
         for feature in sorted(known)
     ]
-    return rows, _time(since)
+    return rows, _time(since), skipped
 
 
 def _count(text: str | None) -> int:
