@@ -33,7 +33,9 @@ VALUES = "values"
 VARIANTS = "variants"
 REGISTRY = "features"
 MAX_VALUE_BYTES = 4096  # a value's canonical JSON, in UTF-8 bytes
-HASH_KINDS = (ROLLOUT, VALUES, VARIANTS)  # keys read with HGETALL and written field by field
+# `global:rules` (field: feature, value: its targeting rules as `rules.as_data` writes them, canonical JSON).
+RULES = "rules"
+HASH_KINDS = (ROLLOUT, VALUES, VARIANTS, RULES)  # keys read with HGETALL and written field by field
 
 
 def canonical_json(value: Any) -> str:
@@ -167,6 +169,11 @@ def value_keys(context: Context, prefix: str = "") -> list[str]:
 def variants_key(prefix: str = "") -> str:
     """The variants hash: variants are global (a caller's share of a split does not depend on its entities)."""
     return f"{prefix}global:{VARIANTS}"
+
+
+def rules_key(prefix: str = "") -> str:
+    """The rules hash: rules are global (they target by what a caller is, whichever entities it has)."""
+    return f"{prefix}global:{RULES}"
 
 
 def registry_key(prefix: str = "") -> str:
