@@ -13,7 +13,7 @@
 --
 -- One atomic, read-only snapshot in one round trip: the members of each set (`...:positive`,
 -- `...:negative`, the registry `features`) and the fields and values of each hash (`...:rollout`,
--- `...:values`, `...:variants`: HGETALL's flat list), each key read by its last `:`-part alone (model.HASH_KINDS). The rule (union of positives and rollouts minus union of negatives,
+-- `...:values`, `...:variants`, `global:rules`: HGETALL's flat list), each key read by its last `:`-part alone (model.HASH_KINDS). The rule (union of positives and rollouts minus union of negatives,
 -- buckets, sorting) runs in the caller, not here: Redis is single-threaded and shared by every function
 -- instance, and measured on the large data set reading the members runs at about 1.1x the rate of a
 -- native SUNION of the positive sets, while doing the algebra and sorting in Lua runs at about 0.4x
@@ -30,7 +30,7 @@ if current and not string.find(ARGV[2], '0', 1, true) then
   return revision  -- the steady state, answered without looking at the keys
 end
 local reply = {revision}
-local hashes = {rollout = true, values = true, variants = true}
+local hashes = {rollout = true, values = true, variants = true, rules = true}
 for i = 3, #KEYS do
   if current and string.sub(ARGV[2], i - 2, i - 2) == '1' then
     reply[i - 1] = false

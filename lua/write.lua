@@ -3,7 +3,7 @@
 -- KEYS[1] the revision counter, KEYS[2] the revision's stamp, KEYS[3] the audit stream, KEYS[4] the registry
 -- (`features`, the set of every feature this path has given a membership), KEYS[5..] the flag keys the
 -- change touches: sets (`...:positive`, `...:negative`) and hashes written field by field (`...:rollout`,
--- `...:values`, `global:variants`). Every key is declared, so the script runs in a cluster (all keys share
+-- `...:values`, `global:variants`, `global:rules`). Every key is declared, so the script runs in a cluster (all keys share
 -- the prefix's hash tag) and on ElastiCache Serverless.
 -- ARGV[1] the revision the change was planned against ('' for any), ARGV[2] the stamp this change sets
 -- (random, chosen by the caller: see lua/evaluate.lua), ARGV[3] the audit stream's MAXLEN, ARGV[4] the key
@@ -31,7 +31,7 @@ end
 
 -- Refuse before the first write: Redis does not roll a script back when a command in it fails.
 -- A key's kind is its last word, as model.is_hash_key reads it (no identifier can make a key end in another).
-local hashes = {rollout = true, values = true, variants = true}
+local hashes = {rollout = true, values = true, variants = true, rules = true}
 local function is_hash(key)
   return hashes[string.match(key, ':(%a+)$') or ''] == true
 end
