@@ -8,7 +8,9 @@
 -- ARGV[1] the revision the change was planned against ('' for any), ARGV[2] the stamp this change sets
 -- (random, chosen by the caller: see lua/evaluate.lua), ARGV[3] the audit stream's MAXLEN, ARGV[4] the key
 -- prefix's length in bytes (audit entries name keys without it), ARGV[5] n, then n pairs of audit fields
--- (actor, operation, ...), then one triple per membership: KEYS index, member, wanted value.
+-- (actor, operation, ...), then m and m features to register with the change if the registry does not exist
+-- yet (a store written around Flipper: its flags stay known), then one triple per membership: KEYS index,
+-- member, wanted value.
 -- A value is '1' for a set member, a percentage for a rollout field, canonical JSON for a values or variants
 -- field, '' for absent. A triple may name the registry itself (KEYS[4]): `delete` takes a feature out of it.
 --
@@ -47,7 +49,9 @@ if audit_kind ~= 'none' and audit_kind ~= 'stream' then
 end
 
 local prefix_length = tonumber(ARGV[4])
-local first = 6 + 2 * tonumber(ARGV[5])
+local known = 6 + 2 * tonumber(ARGV[5])  -- m, then the features known before the registry was kept
+local first = known + 1 + tonumber(ARGV[known])
+local registry_kept = redis.call('EXISTS', KEYS[4]) == 1  -- before this change's own registrations
 local changes = {}
 for i = first, #ARGV, 3 do
   local key, member, wanted = KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2]
@@ -75,13 +79,18 @@ end
 if #changes == 0 then
   return {'unchanged', text(revision)}
 end
+if not registry_kept then
+  for i = known + 1, first - 1 do
+    redis.call('SADD', KEYS[4], ARGV[i])  -- implied, as a membership's registration is: not a change of its own
+  end
+end
 
 revision = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[2])
 local now = redis.call('TIME')
 local encoded = cjson.encode(changes)
 local entry = {'MAXLEN', '~', ARGV[3], '*', 'revision', text(revision), 'time', now[1] .. '.' .. string.format('%06d', now[2])}
-for i = 6, first - 1 do
+for i = 6, known - 1 do
   entry[#entry + 1] = ARGV[i]
 end
 entry[#entry + 1] = 'changes'

@@ -274,3 +274,20 @@ def test_a_value_read_back_from_its_canonical_json_is_the_same_text(value: Any) 
         return
     assert value_json(json.loads(text)) == text
     assert len(text.encode()) <= MAX_VALUE_BYTES
+
+
+async def test_the_first_write_registers_the_flags_already_in_the_store_without_auditing_them(store: Store) -> None:
+    """A store written around Flipper (redis-cli, or a Flipper before the registry) keeps no registry: its flags
+    are known all the same, and must stay known once a write starts one. They are registered with the first
+    change, implied as a membership's registration is; later writes register only what they change."""
+    await store.client.sadd("version:v1:positive", "feature_A", "feature_B")
+    await store.client.hset("group:g1:rollout", "feature_C", "10")
+    result = await change(store, "enable", "new_checkout", "global")
+    assert result["changes"] == [["global:positive", "new_checkout", "", "1"]]  # the audit: what changed
+    assert await store.client.smembers("features") == {"feature_A", "feature_B", "feature_C", "new_checkout"}
+    await store.client.sadd("user:bob:positive", "later")  # around Flipper, once the registry is kept
+    await change(store, "enable", "other", "global")
+    assert "later" not in await store.client.smembers("features")
+    await store.client.delete("features")
+    await change(store, "enable", "other", "global")  # unchanged: nothing is written, the registry neither
+    assert await store.client.exists("features") == 0

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flipper.core import memberships, names, writes
+from flipper.core.connection import StoreError
 from flipper.core.memberships import FlagError, check_name
 from flipper.core.model import REGISTRY, Context, evaluate_feature
 from flipper.core.settings import Settings
@@ -20,9 +21,9 @@ from flipper.core.writes import utc_time
 
 Operation = Callable[..., Awaitable[dict[str, Any]]]
 OPERATIONS: dict[str, Operation] = {}
-# The set and rollout changes, then the values' and the variants' (a value or variants of None clears them).
-CHANGES = ("enable", "disable", "clear", "rollout", "value", "variants")
-UNSET: Any = object()  # an argument not given, where null means something (a value or variants removed)
+# The set and rollout changes, then the values', the variants' and the rules' (None clears them).
+CHANGES = ("enable", "disable", "clear", "rollout", "value", "variants", "rules")
+UNSET: Any = object()  # an argument not given, where null means something (a value, variants or rules removed)
 
 
 def _operation(function: Operation) -> Operation:
@@ -123,6 +124,7 @@ async def change(
     claimed_by: object = None,
     value: object = UNSET,
     variants: object = UNSET,
+    rules: object = UNSET,
 ) -> dict[str, Any]:
     """Change one feature at one entity, through the audited write path.
 
@@ -130,20 +132,22 @@ async def change(
     wins everywhere); clear: out of both and no rollout (inherit; its value stays); rollout: the entity's
     percentage (0 removes it); value: the feature's `value` at the entity (JSON; null removes it);
     variants: the feature's `variants`, `{name: {weight, value}}` as the flags file holds them, at global
-    only (null removes them); either must be given, null included, so that one forgotten clears nothing.
-    With `revision`, refused (Refused) unless the flags are still at that revision.
+    only (null removes them); rules: the feature's whole list of targeting `rules`, `[{when, value}]` as the
+    flags file holds them, at global only (null removes them); each must be given, null included, so that
+    one forgotten clears nothing. With `revision`, refused (Refused) unless the flags are still at that
+    revision: how one rule is added or removed, the list read then written at the revision read.
     """
-    typed = {"value": value, "variants": variants}
+    typed = {"value": value, "variants": variants, "rules": rules}
     if typed.get(str(operation)) is UNSET:
         raise FlagError(f"a {operation} change needs the argument {operation!r}: JSON, or null to remove")
-    # What only takes a name out may take any name (see _removable): clear, and a value or variants cleared.
+    # What only takes a name out may take any name (see _removable): clear, and a value, variants or rules cleared.
     removes = operation == "clear" or typed.get(str(operation), UNSET) is None
     name = _removable(feature) if removes else check_name("feature name", feature, settings)
     where = memberships.parse_entity(entity, settings)
     return await _write(
         store,
         settings,
-        change_memberships(operation, name, where, percentage, value, variants, settings),
+        change_memberships(operation, name, where, percentage, value, variants, settings, rules),
         _audit(actor, operation, message, claimed_by, feature=name, entity=where),
         expected_revision=_revision(revision),
     )
@@ -157,12 +161,17 @@ def change_memberships(
     value: object = None,
     variants: object = None,
     settings: Settings | None = None,
+    rules: object = None,
 ) -> list[tuple[str, str, str]]:
     """What `change` sets, as `(key, feature, value)` ("" removes): the console previews these before writing."""
     if operation not in CHANGES:
         raise FlagError(f"unknown change {operation!r}; expected one of {', '.join(CHANGES)}")
     if operation == "value":
         return [(f"{where}:{memberships.VALUES}", feature, "" if value is None else memberships.value_json(value))]
+    if operation == "rules":
+        if where != "global":
+            raise FlagError(f"rules are the feature's, set at global, not at {where}")
+        return [(f"global:{memberships.RULES}", feature, "" if rules is None else memberships.rules_json(rules))]
     if operation == "variants":
         if where != "global":
             raise FlagError(f"variants are the feature's, set at global, not at {where}")
@@ -402,6 +411,32 @@ async def _write(
     expected_revision: int | None = None,
 ) -> dict[str, Any]:
     result = await writes.write(
-        store, wanted, audit=audit, expected_revision=expected_revision, audit_length=settings.audit_length
+        store,
+        wanted,
+        audit=audit,
+        expected_revision=expected_revision,
+        audit_length=settings.audit_length,
+        known=await _known_before_registry(store, settings),
     )
     return result.as_json()
+
+
+async def _known_before_registry(store: Store, settings: Settings) -> list[str]:
+    """Every feature the store names while it keeps no registry (written around Flipper, or before Flipper
+    kept one), to register with the first change: all of them are known until then, and must stay known.
+    A name Flipper would refuse (empty, say) is no flag to register: it is there to be cleared away."""
+    if await store.keeps_registry():
+        return []
+    try:
+        _, state = await memberships.read_state(store, skipped=[])
+    except StoreError:  # a revision written by hand, say: the write refuses it in its own words
+        return []
+    return sorted({feature for _, feature in state if _acceptable(feature, settings)})
+
+
+def _acceptable(name: str, settings: Settings) -> bool:
+    try:
+        names.check_name("feature name", name, settings)
+    except names.InvalidName:
+        return False
+    return True

@@ -13,7 +13,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import redis.asyncio
@@ -25,6 +25,7 @@ from flipper.core.batches import Batches
 from flipper.core.cache import Cache, Entry
 from flipper.core.connection import StoreError, StoreUnavailable, client_from_settings, script_source, store_errors
 from flipper.core.model import (
+    REGISTRY,
     Context,
     Snapshot,
     enabled_features,
@@ -33,6 +34,7 @@ from flipper.core.model import (
     registry_key,
     revision_key,
     rollout_keys,
+    rules_key,
     usage_keys,
     value_keys,
     variants_key,
@@ -42,9 +44,11 @@ from flipper.core.settings import Settings
 logger = logging.getLogger("flipper")
 
 
-def _snapshot(context: Context, contents: list[Any], registry: bool, stamp: tuple[object, ...] = ()) -> Snapshot:
-    """A snapshot from the contents of each of `Store.snapshot`'s keys, in their order: the sets, the rollouts,
-    the values, the variants, and the registry when it was read."""
+def _snapshot(
+    context: Context, contents: list[Any], registry: bool, now: float, stamp: tuple[object, ...] = ()
+) -> Snapshot:
+    """A snapshot at the time `now` from the contents of each of `Store.snapshot`'s keys, in their order: the
+    sets, the rollouts, the values, the variants, the rules, and the registry when it was read."""
     sets, rollouts = len(flag_keys(context)), len(rollout_keys(context))
     values = sets + rollouts
     variants = values + len(context.entities())
@@ -54,7 +58,9 @@ def _snapshot(context: Context, contents: list[Any], registry: bool, stamp: tupl
         contents[sets:values],
         contents[values:variants],
         contents[variants],
-        contents[variants + 1] if registry else None,
+        contents[variants + 2] if registry else None,
+        rules=contents[variants + 1],
+        now=now,
         stamp=stamp,
     )
 
@@ -97,6 +103,9 @@ class Store:
 
     The script is registered once; redis-py calls it by SHA and loads it again transparently when
     Redis answers NOSCRIPT (its cache was emptied by a restart or a failover).
+
+    `clock` is the wall clock (seconds since the epoch) each snapshot is taken at: the time a targeting
+    rule's `now` is; tests replace it.
     """
 
     def __init__(
@@ -105,10 +114,12 @@ class Store:
         key_prefix: str = "",
         idle_reconnect: float | None = None,
         cache: Cache | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.key_prefix = key_prefix
         self.cache = cache
+        self.clock = clock
         self._evaluate = client.register_script(script_source())
         self._write = client.register_script(script_source("write.lua"))
         self._add_usage = client.register_script(script_source("usage.lua"))
@@ -160,8 +171,9 @@ class Store:
 
     async def snapshot(self, context: Context, *, registry: bool = False) -> Snapshot:
         """The members of each of `flag_keys(context)`, the percentages of each of `rollout_keys(context)`, the
-        values of each of `value_keys(context)`, the variants, and with `registry` the registry, from one
-        script call. What answers, reasons and explanations are computed from (`model`).
+        values of each of `value_keys(context)`, the variants, the targeting rules, and with `registry` the
+        registry, from one script call, at the time `clock` says. What answers, reasons and explanations are
+        computed from (`model`).
 
         With a cache, the keys it holds at the current revision are not sent again, and the snapshot's
         `stamp` names the cache entries it was built from (for answer reuse).
@@ -169,6 +181,7 @@ class Store:
         prefix = self.key_prefix
         sets = flag_keys(context, prefix)
         keys = [*sets, *rollout_keys(context, prefix), *value_keys(context, prefix), variants_key(prefix)]
+        keys.append(rules_key(prefix))
         if registry:
             keys.append(registry_key(prefix))
         if self._batches is None:
@@ -177,10 +190,11 @@ class Store:
             parsed = [
                 replies.contents(key, raw) for key, raw in zip(keys[len(sets) :], contents[len(sets) :], strict=True)
             ]
-            return _snapshot(context, contents[: len(sets)] + parsed, registry)
+            return _snapshot(context, contents[: len(sets)] + parsed, registry, self.clock())
         read, cached = await self._batches.ask(keys)  # concurrent evaluations share one call (`batches`)
         entries = [read[key] for key in keys]
-        return _snapshot(context, [entry.contents for entry in entries], registry, tuple(entries) if cached else ())
+        stamp = tuple(entries) if cached else ()
+        return _snapshot(context, [entry.contents for entry in entries], registry, self.clock(), stamp)
 
     async def _call(self, keys: list[str], known: str, held: str) -> str | list[Any]:
         """The script's reply: the revision alone, or the revision and the contents of the keys not `held`."""
@@ -349,6 +363,11 @@ class Store:
         async with self._command():
             seconds, micros = await self._on_flags_node("TIME")
         return int(seconds) * 1000 + int(micros) // 1000
+
+    async def keeps_registry(self) -> bool:
+        """Whether the registry exists: a store only ever written around Flipper keeps none."""
+        async with self._command():
+            return bool(await self.client.exists(self.key_prefix + REGISTRY))
 
     async def revision(self) -> int:
         """The flags' revision: how many changes Flipper's write path has made (0 before the first)."""

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,11 +46,13 @@ async def write(
     audit: dict[str, str],
     expected_revision: int | None = None,
     audit_length: int,
+    known: Sequence[str] = (),
 ) -> Result:
     """Set each `(key, member, value)` of `wanted` ("" removes it), in one atomic script call.
 
     `audit` holds the entry's fields (actor, operation, feature, entity, message, undoes). With
-    `expected_revision`, the change is refused (Refused) unless the revision is still that one.
+    `expected_revision`, the change is refused (Refused) unless the revision is still that one. `known`
+    features are registered with the change, unaudited, if the registry does not exist yet when it applies.
     """
     # The registry first, always (the script adds every feature given a membership to it), then the flag keys:
     # after the revision, its stamp and the audit.
@@ -57,6 +60,7 @@ async def write(
     index = {key: position for position, key in enumerate(keys, start=4)}
     fields = [text for pair in audit.items() for text in pair]
     args: list[str | int] = ["" if expected_revision is None else expected_revision, audit_length, len(audit), *fields]
+    args += [len(known), *known]
     for key, member, value in wanted:
         args += [index[key], member, value]
     status, revision, *rest = await store.write(keys, args)
