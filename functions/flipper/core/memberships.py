@@ -2,26 +2,28 @@
 
 A membership is one fact Redis holds: `(key, feature) -> value`, with the key unprefixed. A set key
 (`version:v1:positive`) holds a feature or not (value "1"); a rollout hash (`group:beta:rollout`) holds a
-percentage for it; a values hash (`group:beta:values`) its value there, and `global:variants` its variants,
-as canonical JSON (model.canonical_json: equal values are equal text, so a plan compares text). Absent
-memberships are not stored: "" is absent everywhere, as in lua/write.lua.
+percentage for it; a values hash (`group:beta:values`) its value there, `global:variants` its variants and
+`global:rules` its targeting rules, as canonical JSON (model.canonical_json: equal values are equal text, so a
+plan compares text). Absent memberships are not stored: "" is absent everywhere, as in lua/write.lua.
 Flags written with plain `redis-cli SADD` are memberships like any other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from flipper.core import names
+from flipper.core import names, rules
 from flipper.core.model import (
     MAX_VALUE_BYTES,
     NEGATIVE,
     POSITIVE,
     ROLLOUT,
+    RULES,
     VALUES,
     VARIANTS,
     canonical_json,
@@ -33,7 +35,14 @@ from flipper.core.store import Store, Unreadable
 
 ENTITY_KINDS = ("version", "group", "user")
 # The file's names for a feature's kinds of membership, and the key suffix each is held under.
-FIELDS = {"enabled": POSITIVE, "disabled": NEGATIVE, "rollout": ROLLOUT, "values": VALUES, "variants": VARIANTS}
+FIELDS = {
+    "enabled": POSITIVE,
+    "disabled": NEGATIVE,
+    "rollout": ROLLOUT,
+    "values": VALUES,
+    "variants": VARIANTS,
+    "rules": RULES,
+}
 FILE_FORMAT = 1
 # Collections a value may nest, itself included: in a flags file a variant's value sits five collections
 # deep, so that an export of any value stays within the file's eight (flagsfile.MAX_DEPTH).
@@ -41,7 +50,9 @@ MAX_VALUE_DEPTH = 3
 
 Memberships = dict[tuple[str, str], str]
 
-_FLAG_KEY = re.compile(r"(global|(?:version|group|user):.+):(positive|negative|rollout|values|variants)", re.DOTALL)
+_FLAG_KEY = re.compile(
+    r"(global|(?:version|group|user):.+):(positive|negative|rollout|values|variants|rules)", re.DOTALL
+)
 
 
 class FlagError(ValueError):
@@ -177,6 +188,49 @@ def variants_json(variants: Mapping[str, Mapping[str, Any]]) -> str:
     return canonical_json([{"name": name, **variant} for name, variant in variants.items()])
 
 
+def rules_json(raw: object) -> str:
+    """A feature's targeting rules (the flags file's list of `{when, value}`) as global:rules holds them:
+    parsed (rules.parse_rules), each rule's value checked as value_json checks a value, canonical JSON."""
+    _refuse_timestamps(raw)
+    try:
+        parsed = rules.parse_rules(raw)
+    except rules.RuleError as exc:
+        raise FlagError(str(exc), _failing_rule(raw)) from None
+    for index, rule in enumerate(parsed):
+        if rule.has_value:
+            with _at(f"rule {index + 1}: ", index, "value"):
+                value_json(rule.value)
+    return canonical_json(rules.as_data(parsed))
+
+
+def _refuse_timestamps(raw: object) -> None:
+    """YAML reads an unquoted 2026-12-20T00:00:00Z as a timestamp: refused, saying to quote it (as a value's
+    is), so that the text a file holds is the text stored, and exported (quoted) back."""
+    for index, entry in enumerate(raw if isinstance(raw, list) else []):
+        when = entry.get("when") if isinstance(entry, dict) else None
+        for place, condition in enumerate(when if isinstance(when, list) else []):
+            values = condition.get("values") if isinstance(condition, dict) else None
+            for position, value in enumerate(values if isinstance(values, list) else []):
+                if isinstance(value, datetime.date):  # a datetime is a date too
+                    raise FlagError(
+                        f"rule {index + 1}, operator {condition.get('operator')!r}: {value} reads as a YAML"
+                        ' timestamp, not text: quote it, as "2026-12-20T00:00:00Z"',
+                        (index, "when", place, "values", position),
+                    )
+
+
+def _failing_rule(raw: object) -> tuple[int, ...]:
+    """Where in `raw` the first rule parse_rules refuses is, for the flags file to name its line; nowhere
+    within (the list itself) when the list as a whole is refused: empty, or too long."""
+    if isinstance(raw, list) and len(raw) <= rules.MAX_RULES:
+        for index, entry in enumerate(raw):
+            try:
+                rules.parse_rules([entry])
+            except rules.RuleError:
+                return (index,)
+    return ()
+
+
 def _variants_of(text: str) -> dict[str, dict[str, Any]]:
     """A stored variants array in the file's shape; a ValueError when it is not an array of such objects."""
     listed = json.loads(text)
@@ -226,13 +280,15 @@ async def read_state(store: Store, skipped: list[str] | None = None) -> tuple[in
 
 
 def _unreadable(key: str, text: str) -> str | None:
-    """Why a stored values or variants field cannot be shown as the file's data, or None when it can."""
+    """Why a stored values, variants or rules field cannot be shown as the file's data, or None when it can."""
     kind = key.rpartition(":")[2]
     if kind == ROLLOUT:
         return None  # a bad percentage is shown as its text, for apply to refuse
     try:
         if kind == VALUES:
             value_json(json.loads(text))
+        elif kind == RULES:
+            rules_json(json.loads(text))
         else:
             # Compared with the text as stored: a weight written otherwise than Flipper would (50.0, "50").
             if canonical_json(json.loads(text)) != variants_json(check_variants(_variants_of(text), Settings())):
@@ -247,14 +303,17 @@ def _is_flag_key(key: str) -> bool:
     if match is None:
         return False
     entity, kind = match.groups()
-    # Users have no rollout, and only global holds variants: other such keys are no entity's flags.
-    return not (entity.startswith("user:") and kind == ROLLOUT) and (kind != VARIANTS or entity == "global")
+    # Users have no rollout, and only global holds variants and rules: other such keys are no entity's flags.
+    return not (entity.startswith("user:") and kind == ROLLOUT) and (
+        kind not in (VARIANTS, RULES) or entity == "global"
+    )
 
 
 def features_of(state: Memberships) -> dict[str, dict[str, Any]]:
     """The state per feature, as the flags file holds it: `{feature: {enabled: [...], disabled: [...],
-    rollout: {entity: percentage}, values: {entity: value}, variants: {name: {weight, value}}}}`, entities
-    broadest first, features by code point. Values and variants as read_state(skipped) left them: JSON."""
+    rollout: {entity: percentage}, values: {entity: value}, variants: {name: {weight, value}}, rules: [{when,
+    value}]}}`, entities broadest first, features by code point. Values, variants and rules as
+    read_state(skipped) left them: JSON."""
     grouped: dict[str, dict[str, dict[str, str]]] = {}
     for (key, feature), value in state.items():
         name, _, suffix = key.rpartition(":")
@@ -274,6 +333,8 @@ def features_of(state: Memberships) -> dict[str, dict[str, Any]]:
                 entry[field] = {n: json.loads(held[n]) for n in names}
             elif suffix == VARIANTS:
                 entry[field] = _variants_of(held["global"])
+            elif suffix == RULES:
+                entry[field] = json.loads(held["global"])
             else:
                 entry[field] = names
         result[feature] = entry
@@ -294,6 +355,9 @@ def memberships_of(features: Mapping[str, Mapping[str, Any]]) -> Memberships:
             elif suffix == VARIANTS:
                 if entry.get(field):
                     state[f"global:{suffix}", feature] = variants_json(entry[field])
+            elif suffix == RULES:
+                if entry.get(field):
+                    state[f"global:{suffix}", feature] = rules_json(entry[field])
             else:
                 state.update(((f"{name}:{suffix}", feature), "1") for name in entry.get(field, ()))
     return state
@@ -326,12 +390,12 @@ def _check_feature(feature: str, entry: object, settings: Settings) -> dict[str,
     if entry is None:
         return {}
     if not isinstance(entry, dict):
-        raise FlagError(f"feature {feature!r} must map enabled, disabled, rollout, values or variants")
+        raise FlagError(f"feature {feature!r} must map enabled, disabled, rollout, values, variants or rules")
     unknown = sorted(map(str, set(entry) - set(FIELDS)))
     if unknown:
         raise FlagError(
-            f"feature {feature!r} has unknown key {unknown[0]!r}; expected enabled, disabled, rollout, values or"
-            " variants",
+            f"feature {feature!r} has unknown key {unknown[0]!r}; expected enabled, disabled, rollout, values,"
+            " variants or rules",
             (unknown[0],),
         )
     checked: dict[str, Any] = {}
@@ -372,6 +436,10 @@ def _check_feature(feature: str, entry: object, settings: Settings) -> dict[str,
     if entry.get("variants") not in (None, {}):  # as an empty rollout: none
         with _at(f"feature {feature!r}, variants: ", "variants"):
             checked["variants"] = check_variants(entry["variants"], settings)
+    if entry.get("rules") not in (None, []):  # as empty variants: none
+        with _at(f"feature {feature!r}, rules: ", "rules"):
+            rules_json(entry["rules"])
+        checked["rules"] = entry["rules"]
     return {field: value for field, value in checked.items() if value}
 
 
@@ -422,7 +490,7 @@ def _value(key: str, text: str) -> object:
     if kind == ROLLOUT:
         thousandths = parse_percentage(text)
         return text if thousandths is None else thousandths
-    if kind in (VALUES, VARIANTS) and text:
+    if kind in (VALUES, VARIANTS, RULES) and text:
         with contextlib.suppress(ValueError):  # not JSON (written by hand): its text, replaced by any plan
             return canonical_json(json.loads(text))
     return text

@@ -19,14 +19,23 @@ from typing import Any, TypeVar
 
 import click
 
-from flipper.core import devstore
+from flipper.core import devstore, rules
 from flipper.core.connection import StoreError, StoreUnavailable
 from flipper.core.memberships import ENTITY_KINDS, FlagError, entity, is_utf8
 from flipper.core.model import canonical_json
 from flipper.core.settings import Settings, SettingsError
 from flipper.operate import flagsfile
 from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend, audit_arguments
-from flipper.operate.text import change_text, parse_json, parse_variants, shown, variant_lines, who
+from flipper.operate.text import (
+    change_text,
+    parse_condition,
+    parse_json,
+    parse_variants,
+    rule_lines,
+    shown,
+    variant_lines,
+    who,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -348,6 +357,129 @@ def variants(target: Target, feature: str, variants: tuple[str, ...], clear_: bo
         _changed(target, result, f"cleared {feature}'s variants", f"{feature} has no variants")
     else:
         _changed(target, result, f"split {feature} between {', '.join(split)}", f"{feature} is already split so")
+
+
+@cli.group("rule", cls=_Group, short_help="Add, list and remove FEATURE's targeting rules.")
+def rule() -> None:
+    """A feature's targeting rules: the feature is on for a caller when any of its rules holds (a deny
+    still wins), and a rule holds when all its conditions do. The first rule that holds serves its value.
+    Rules are numbered from 1, in their order, as `flipper rule list` shows them."""
+
+
+def _rules_of(target: Target, feature: str) -> tuple[int, list[dict[str, Any]]]:
+    """The revision and FEATURE's rules as the flags file holds them, read together."""
+    exported = target.run("export")
+    return exported["revision"], exported["flags"]["features"].get(feature, {}).get("rules", [])
+
+
+def _set_rules(target: Target, feature: str, wanted: list[dict[str, Any]], revision: int, message: str | None) -> Any:
+    """FEATURE's whole rules list set to `wanted` (none: cleared), only if the flags are still at `revision`,
+    the one they were read at: a rule added or removed meanwhile is not silently undone."""
+    return target.run(
+        "change",
+        operation="rules",
+        feature=feature,
+        entity="global",
+        rules=wanted or None,
+        revision=revision,
+        message=message,
+    )
+
+
+def _add_rule(target: Target, feature: str, new: dict[str, Any], message: str | None) -> None:
+    with _failures():
+        [parsed] = _parsed_rules([new])  # refused here, before anything is read, as the operation would
+    revision, current = _rules_of(target, feature)
+    result = _set_rules(target, feature, [*current, new], revision, message)
+    number = len(current) + 1
+    target.echo(
+        result,
+        f"added rule {number} to {feature}: {rules.describe(parsed)}"
+        f" (revision {result['revision']}, entry {result['entry']})",
+    )
+
+
+def _parsed_rules(raw: list[dict[str, Any]]) -> tuple[rules.Rule, ...]:
+    try:
+        return rules.parse_rules(raw)
+    except rules.RuleError as exc:
+        raise FlagError(str(exc)) from None
+
+
+@rule.command("add", short_help="Add a rule to FEATURE: conditions that must all hold.")
+@click.argument("feature")
+@click.option(
+    "--when",
+    "conditions",
+    multiple=True,
+    required=True,
+    metavar="'ATTRIBUTE OPERATOR VALUE[,VALUE...]'",
+    help="A condition (repeatable: all must hold), as 'plan in pro,enterprise' or 'age gte 18'.",
+)
+@click.option("--value", metavar="JSON", help="The value the feature serves when this rule is the first to hold.")
+@message_option
+@target_options
+def rule_add(target: Target, feature: str, conditions: tuple[str, ...], value: str | None, message: str | None) -> None:
+    """Add a rule to the end of FEATURE's rules: it holds when every --when condition does. Operators: in,
+    not_in, starts_with, ends_with, contains (text); eq, gt, gte, lt, lte (numbers); semver_eq, semver_gt,
+    semver_gte, semver_lt, semver_lte (versions such as 2.10.0); before, after (RFC 3339 times; the attribute
+    `now` is the time of the evaluation). Values are separated by commas."""
+    with _failures():
+        new: dict[str, Any] = {"when": [parse_condition(condition) for condition in conditions]}
+        if value is not None:
+            new["value"] = parse_json("VALUE", value)
+    _add_rule(target, feature, new, message)
+
+
+@rule.command("list", short_help="FEATURE's rules, numbered, in words.")
+@click.argument("feature")
+@target_options
+def rule_list(target: Target, feature: str) -> None:
+    """FEATURE's rules in their order, numbered as `flipper rule remove` takes them, each in words."""
+    revision, current = _rules_of(target, feature)
+    words = rule_lines(current)  # as exported: rules that parse (one written by hand that does not is left out)
+    target.echo(
+        {"feature": feature, "revision": revision, "rules": current, "words": words},
+        *(words or [f"{feature} has no rules"]),
+    )
+
+
+@rule.command("remove", short_help="Remove FEATURE's rule N.")
+@click.argument("feature")
+@click.argument("number", metavar="N", type=int)
+@message_option
+@target_options
+def rule_remove(target: Target, feature: str, number: int, message: str | None) -> None:
+    """Remove FEATURE's rule N (1 is the first, as `flipper rule list` numbers them); the rules after it move up."""
+    revision, current = _rules_of(target, feature)
+    if not 1 <= number <= len(current):
+        raise Failure(f"{feature} has no rule {number} (it has {len(current)})")
+    [removed] = _parsed_rules([current[number - 1]])
+    result = _set_rules(target, feature, current[: number - 1] + current[number:], revision, message)
+    target.echo(
+        result,
+        f"removed rule {number} of {feature}: {rules.describe(removed)}"
+        f" (revision {result['revision']}, entry {result['entry']})",
+    )
+
+
+@cli.command(short_help="Turn FEATURE on from a time, until a time: a rule on now.")
+@click.argument("feature")
+@click.option("--from", "from_", metavar="TIME", help="On from this RFC 3339 time (2026-12-20T00:00:00Z).")
+@click.option("--until", metavar="TIME", help="Off again from this RFC 3339 time.")
+@message_option
+@target_options
+def schedule(target: Target, feature: str, from_: str | None, until: str | None, message: str | None) -> None:
+    """Add a rule that holds from --from (included) until --until (excluded), by the time of each evaluation:
+    exact to the second, with nothing to run at those times. Either may be left out (on from, or on until)."""
+    if from_ is None and until is None:
+        raise Failure("give --from TIME, --until TIME or both")
+    opens, closes = rules.timestamp(from_), rules.timestamp(until)
+    if opens is not None and closes is not None and opens >= closes:
+        raise Failure(f"--from {from_} is not before --until {until}: the feature would never be on")
+    when = [{"attribute": rules.NOW, "operator": "after", "values": [from_]}] if from_ is not None else []
+    when += [{"attribute": rules.NOW, "operator": "before", "values": [until]}] if until is not None else []
+    _add_rule(target, feature, {"when": when}, message)
 
 
 @cli.command(short_help="Delete FEATURE from every entity.")

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from flipper.core import rules
 from flipper.core.memberships import FlagError
 from flipper.core.model import canonical_json
 
@@ -21,6 +22,8 @@ def change_text(change: list[str]) -> str:
         return f"{feature} value at {where}: {before or '-'} → {after or '-'}"
     if kind == "variants":
         return f"{feature} variants: {variants_text(before)} → {variants_text(after)}"
+    if kind == "rules":
+        return f"{feature} rules: {rules_text(before)} → {rules_text(after)}"
     if kind == "features":  # the registry: what the API knows (a flag it does not is FLAG_NOT_FOUND)
         return f"{feature} known as a flag" if after else f"{feature} no longer known as a flag"
     word = "enabled" if kind == "positive" else "disabled"
@@ -68,6 +71,49 @@ def variants_text(stored: str) -> str:
     try:
         return ", ".join(variant_lines({v["name"]: v for v in json.loads(stored)}))
     except (ValueError, TypeError, KeyError):  # written by hand: shown as it is
+        return stored
+
+
+def parse_condition(text: str) -> dict[str, Any]:
+    """A condition written `ATTRIBUTE OPERATOR VALUE[,VALUE...]` (`plan in pro,enterprise`) as the flags file
+    holds it, checked when the rule is (rules.parse_rules names what is wrong); a number operator's values as
+    JSON numbers, since the rules hold numbers, not their text. A FlagError when it is not three parts."""
+    parts = text.split(maxsplit=2)
+    if len(parts) != 3:
+        raise FlagError(f"condition {text!r} is not ATTRIBUTE OPERATOR VALUE[,VALUE...], as 'plan in pro,enterprise'")
+    attribute, operator, listed = parts
+    values: list[Any] = listed.split(",")
+    if rules.OPERATORS.get(operator) == rules.NUMBER:
+        values = [_number(value) for value in values]
+    return {"attribute": attribute, "operator": operator, "values": values}
+
+
+def _number(text: str) -> Any:
+    """`text` as the JSON number it spells, or as is (for parse_rules to refuse, naming it)."""
+    try:
+        number = json.loads(text)
+    except ValueError:
+        return text
+    return number if isinstance(number, int | float) and not isinstance(number, bool) else text
+
+
+def rule_lines(raw: object) -> list[str]:
+    """A feature's rules (as the flags file and the store hold them), one in words each, numbered from 1 as
+    `flipper rule remove` counts them, a rule's value after it: `1. plan is pro, and country is not US → "gold"`."""
+    parsed = rules.parse_rules(raw) if raw else ()  # none: no lines (parse_rules refuses an empty list)
+    return [
+        f"{number}. {rules.describe(rule)}" + (f" → {canonical_json(rule.value)}" if rule.has_value else "")
+        for number, rule in enumerate(parsed, start=1)
+    ]
+
+
+def rules_text(stored: str) -> str:
+    """Stored rules (canonical JSON) in words on one line, "-" for none; text that does not parse as is."""
+    if not stored:
+        return "-"
+    try:
+        return "; ".join(rule_lines(json.loads(stored)))
+    except ValueError:  # not JSON, or not rules (RuleError is one): written by hand, shown as it is
         return stored
 
 
