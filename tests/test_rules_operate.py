@@ -349,3 +349,55 @@ def test_a_rule_added_from_a_stale_read_is_refused(
     code, _, err = flipper(capsys, "rule", "add", "f", "--when", "plan in pro")
     assert (code, err) == (1, "flipper: error: flags changed since revision 0 (now 1); nothing was written\n")
     assert yaml.safe_load(flags.hget("global:rules", "f"))[0]["when"][0]["values"] == ["team"]
+
+
+def test_explain_prints_the_matching_rule_and_each_conditions_outcome_escaped(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the evaluation reports them (Evaluation.explanation's rule and rules); a name escaped as anywhere."""
+    from flipper.operate import cli
+
+    explained = {
+        "feature": "f",
+        "enabled": True,
+        "reason": "TARGETING_MATCH",
+        "enabled_by": [],
+        "disabled_by": [],
+        "rollouts": [],
+        "bucket": None,
+        "rule": 2,
+        "rules": [
+            {
+                "rule": 1,
+                "words": "plan is pro",
+                "matched": False,
+                "conditions": [{"attribute": "plan", "operator": "in", "values": ["pro"], "holds": False}],
+            },
+            {
+                "rule": 2,
+                "words": "email ends with @acme.com\x1b[2J",
+                "matched": True,
+                "conditions": [
+                    {"attribute": "email", "operator": "ends_with", "values": ["@acme.com\x1b[2J"], "holds": True},
+                    {"attribute": "age", "operator": "gte", "values": [18], "holds": True},
+                ],
+            },
+        ],
+    }
+    monkeypatch.setattr(cli.Target, "run", lambda self, name, **arguments: explained)
+    code, out, _ = flipper(capsys, "explain", "f", "--redis-url", "redis://unused")
+    assert (code, out) == (
+        0,
+        "f: on (TARGETING_MATCH)\n"
+        "  rule        2 matched\n"
+        "  rule 1: plan is pro (not matched)\n"
+        "    fails  plan in pro\n"
+        "  rule 2: email ends with @acme.com\\x1b[2J (matched)\n"
+        "    holds  email ends_with @acme.com\\x1b[2J\n"
+        "    holds  age gte 18\n",
+    )
+    code, out, _ = flipper(capsys, "explain", "f", "--json", "--redis-url", "redis://unused")
+    assert json.loads(out)["rules"][1]["conditions"][1]["holds"] is True
+    del explained["rules"]
+    explained["rule"] = None
+    assert flipper(capsys, "explain", "f", "--redis-url", "redis://unused")[1].endswith("  rule        none matched\n")

@@ -554,7 +554,27 @@ def explain(target: Target, feature: str, caller: dict[str, Any]) -> None:
         bucket = result.get("variant_bucket")
         got = result.get("variant") or "none"
         lines.append(f"  variant     {got}" + ("" if bucket is None else f": user's variant bucket {bucket}"))
+    lines += _rules_explained(result)
     target.echo(result, *lines)
+
+
+def _rules_explained(result: dict[str, Any]) -> list[str]:
+    """A feature with rules (the evaluation reports them only then): the rule that matched, and each rule's
+    conditions with their outcome, as far as the evaluation reports them."""
+    if result.get("rule") is not None:
+        lines = [f"  rule        {result['rule']} matched"]
+    else:
+        lines = ["  rule        none matched"] if "rule" in result else []
+    for explained in result.get("rules", []):
+        outcome = "matched" if explained.get("matched") else "not matched"
+        words = f" {explained['words']}" if explained.get("words") else ""
+        lines.append(f"  rule {explained.get('rule', '?')}:{words} ({outcome})")
+        lines += [
+            f"    {'holds' if condition.get('holds') else 'fails'}  {condition.get('attribute')}"
+            f" {condition.get('operator')} {', '.join(map(str, condition.get('values', [])))}"
+            for condition in explained.get("conditions", [])
+        ]
+    return lines
 
 
 @cli.command(short_help="The whole flag state as a flags file (YAML).")
