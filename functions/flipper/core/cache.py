@@ -13,7 +13,9 @@ revision: a key is read again once it is older than the max age.
 
 Answers are reused too: one computed from the very same key entries (compared by identity; an entry whose
 contents are read again unchanged is kept, so answers survive writes to other callers' keys) is the same
-body and ETag.
+body and ETag, until the time it is valid until: an answer that consulted a targeting rule on the time of the
+evaluation (`now after T`) is computed again once the first such boundary ahead of it has passed, with no
+write and whatever the max age.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from typing import Any
 
 # A cached key's contents: the members of a set, a rollout's thousandths per feature, a values hash's values
-# per feature (`model.Value`), or the variants per feature (tuples of `model.Variant`).
+# per feature (`model.Value`), the variants per feature (tuples of `model.Variant`), or the targeting rules
+# per feature (tuples of `rules.Rule`).
 Contents = frozenset[str] | Mapping[str, Any]
 _OVERHEAD = 200  # bytes per cache slot besides its contents: the entry, the LRU's node, the key
 
@@ -49,13 +52,15 @@ def _size(item: object) -> int:
 
 
 class Answer:
-    """A rendered answer (body and ETag), the features it names (what usage counts), and the entries it was
-    computed from."""
+    """A rendered answer (body and ETag), the features it names (what usage counts), the entries it was
+    computed from, and the wall-clock time (seconds since the epoch) it is valid until (None: for ever)."""
 
-    __slots__ = ("body", "entries", "named", "size", "tag")
+    __slots__ = ("body", "entries", "named", "size", "tag", "valid_until")
 
-    def __init__(self, entries: tuple[Entry, ...], body: bytes, tag: str, named: Sequence[str]) -> None:
-        self.entries, self.body, self.tag, self.named = entries, body, tag, named
+    def __init__(
+        self, entries: tuple[Entry, ...], body: bytes, tag: str, named: Sequence[str], valid_until: float | None
+    ) -> None:
+        self.entries, self.body, self.tag, self.named, self.valid_until = entries, body, tag, named, valid_until
         # The names are the key entries' own strings: only the sequence holding them is the answer's.
         self.size = _OVERHEAD + len(body) + len(tag) + sys.getsizeof(named)
 
@@ -114,14 +119,20 @@ class Cache:
         return entry
 
     def answer(
-        self, what: Hashable, entries: tuple[Entry, ...], render: Callable[[], tuple[bytes, str, Sequence[str]]]
+        self,
+        what: Hashable,
+        entries: tuple[Entry, ...],
+        now: float,
+        render: Callable[[], tuple[bytes, str, Sequence[str], float | None]],
     ) -> Answer:
-        """The answer to `what` computed from `entries`: reused when it was computed from the very same
-        entries, else rendered (`render` returns body, ETag and the features named) and remembered."""
+        """The answer to `what` computed from `entries` at the wall-clock time `now`: reused when it was
+        computed from the very same entries and `now` is before the time it is valid until, else rendered
+        (`render` returns body, ETag, the features named and the time valid until) and remembered."""
         key = ("answer", what)
         answer = self._slots.get(key)
         if (
             isinstance(answer, Answer)
+            and (answer.valid_until is None or now < answer.valid_until)
             and len(answer.entries) == len(entries)
             and all(old is new for old, new in zip(answer.entries, entries, strict=True))
         ):

@@ -17,9 +17,13 @@ import dataclasses
 import hashlib
 import json
 import re
+import time
 import zlib
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
+
+from flipper.core import rules as targeting
+from flipper.core.rules import Rule
 
 POSITIVE = "positive"
 NEGATIVE = "negative"
@@ -124,13 +128,20 @@ def assigned(variants: Sequence[Variant], user_bucket: int | None) -> Variant:
     return variants[-1]  # the weights sum to BUCKETS (`replies` checks): the last range ends the line
 
 
+# A caller's attribute, as the targeting rules compare it: text, or a number (never a boolean: no operator
+# compares one, so `names.attributes` leaves booleans out, and True can never pass for 1 in a cache key).
+Attribute = str | int | float
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Context:
-    """The caller: global always applies; version, groups and user when given."""
+    """The caller: global always applies; version, groups and user when given; and its attributes for the
+    targeting rules, as (name, value) pairs sorted by name (hashable: the context is a cache key)."""
 
     version: str | None = None
     groups: tuple[str, ...] = ()
     user: str | None = None
+    attributes: tuple[tuple[str, Attribute], ...] = ()
 
     def entities(self) -> list[str]:
         """Every entity whose sets apply, broadest first: `global`, `version:<v>`, `group:<g>`…, `user:<u>`."""
@@ -206,6 +217,10 @@ class Snapshot:
     values: Sequence[Mapping[str, Value]] = ()
     variants: Mapping[str, Sequence[Variant]] = dataclasses.field(default_factory=dict)
     registry: Collection[str] | None = None
+    # Each feature's targeting rules (`rules.parse_rules`, parsed once per read), and the evaluation's time in
+    # seconds since the epoch: what the attribute `now` of a rule is.
+    rules: Mapping[str, Sequence[Rule]] = dataclasses.field(default_factory=dict)
+    now: float = dataclasses.field(default_factory=time.time, compare=False)
     # What the snapshot was built from in the store's cache (its entries, compared by identity); () uncached.
     stamp: tuple[object, ...] = dataclasses.field(default=(), compare=False)
 
@@ -227,17 +242,39 @@ def rolled_out(snapshot: Snapshot) -> set[str]:
 
 
 def enabled_features(snapshot: Snapshot) -> list[str]:
-    """The rule: the union of the positive sets and the features rolled out to the user, minus the union of
-    the negative sets; sorted by code point.
+    """The rule: the union of the positive sets, the features rolled out to the user and the features one of
+    whose targeting rules matches the caller, minus the union of the negative sets; sorted by code point.
 
-    A disable at any level beats an enable or a rollout at any level.
+    A disable at any level beats an enable, a rollout or a targeting rule at any level.
     """
     members = snapshot.members
     half = len(members) // 2
     enabled = set().union(*members[:half])
     enabled.update(rolled_out(snapshot))
+    enabled.update(targeted(snapshot))
     enabled.difference_update(*members[half:])
     return sorted(enabled)
+
+
+def targeted(snapshot: Snapshot) -> set[str]:
+    """The features one of whose targeting rules matches the caller's attributes at the snapshot's time."""
+    if not snapshot.rules:
+        return set()
+    attributes, now = dict(snapshot.context.attributes), snapshot.now
+    return {
+        feature
+        for feature, rules in snapshot.rules.items()
+        if targeting.first_match(rules, attributes, now) is not None
+    }
+
+
+def valid_until(snapshot: Snapshot, feature: str | None = None) -> float | None:
+    """Until when (seconds since the epoch) an answer computed from `snapshot` stays what it is, as far as
+    time goes: the first boundary after the snapshot's time of the rules it consulted (one feature's, or
+    every feature's); None when no condition on `now` is ahead."""
+    consulted = snapshot.rules.values() if feature is None else [snapshot.rules.get(feature, ())]
+    ahead = [moment for rules in consulted if (moment := targeting.next_boundary(rules, snapshot.now)) is not None]
+    return min(ahead, default=None)
 
 
 # Why a flag has its value, in OpenFeature's words: only global sets name it, a version, group or user
@@ -258,6 +295,10 @@ class Evaluation:
     A typed flag (one of the caller's values hashes, or the variants hash, names it) also has, when on, the
     value served (`value`, parsed JSON), the key it came from (`value_from`) and the variant's name when the
     variants gave it; and the user's variant bucket whenever it has variants and the caller a user.
+
+    A feature with targeting rules also has them (`rules`), the 1-based number of the first that matched
+    (`rule`, None for none), and what they were checked against (the caller's `attributes` and the time
+    `now`): what `explanation` says each condition's outcome was from. A rule's value makes a flag typed.
     """
 
     feature: str
@@ -272,12 +313,18 @@ class Evaluation:
     value_from: str | None = None
     variant: str | None = None
     variant_bucket: int | None = None
+    rules: tuple[Rule, ...] = ()
+    rule: int | None = None
+    attributes: tuple[tuple[str, Attribute], ...] = ()
+    now: float | None = None
 
     def explanation(self) -> dict[str, Any]:
         """`explain=true`'s fields: the keys that enabled and disabled the feature, each rollout of the
         caller's naming it with its percentage, and the user's bucket (0 to 99,999; a rollout takes the user
         when the bucket is below 1000 times its percentage); for a typed flag also the value served, where
-        it came from, the variant and the variant bucket (a boolean flag's explanation is as it always was)."""
+        it came from, the variant and the variant bucket; for a feature with targeting rules, the rule that
+        matched and each rule's conditions with their outcome (a boolean flag without rules is explained as
+        it always was)."""
         explained: dict[str, Any] = {
             "enabled_by": list(self.enabled_by),
             "disabled_by": list(self.disabled_by),
@@ -288,6 +335,17 @@ class Evaluation:
             explained.update(
                 value=self.value, value_from=self.value_from, variant=self.variant, variant_bucket=self.variant_bucket
             )
+        if self.rules:
+            explained.update(rule=self.rule, rules=self._rules_explained())
+        return explained
+
+    def _rules_explained(self) -> list[dict[str, Any]]:
+        attributes, now = dict(self.attributes), self.now or 0.0
+        explained = []
+        for number, rule in enumerate(self.rules, start=1):
+            conditions = [{**c.as_data(), "holds": c.holds(attributes, now)} for c in rule.when]
+            entry = {"rule": number, "words": targeting.describe(rule), "matched": number == self.rule}
+            explained.append({**entry, "conditions": conditions})
         return explained
 
 
@@ -298,12 +356,12 @@ def _reason(sets: list[str], rollouts: list[str]) -> str:
 
 
 # What the caller's keys say of one feature: the positive and negative sets naming it, its rollouts as
-# (key, thousandths), its values as {values key: value}, and its variants (empty: none).
-_Naming = tuple[list[str], list[str], list[tuple[str, int]], dict[str, Value], Sequence[Variant]]
+# (key, thousandths), its values as {values key: value}, its variants and its rules (empty: none).
+_Naming = tuple[list[str], list[str], list[tuple[str, int]], dict[str, Value], Sequence[Variant], Sequence[Rule]]
 
 
 def _new_naming() -> _Naming:
-    return [], [], [], {}, ()
+    return [], [], [], {}, (), ()
 
 
 def _value_order(context: Context) -> list[str]:
@@ -320,13 +378,17 @@ def _value_order(context: Context) -> list[str]:
 _GLOBAL_VALUES = f"global:{VALUES}"
 
 
-def _evaluation(feature: str, context: Context, order: list[str], naming: _Naming) -> Evaluation:
-    positives, negatives, rollouts, values, variants = naming
+def _evaluation(feature: str, context: Context, now: float, order: list[str], naming: _Naming) -> Evaluation:
+    positives, negatives, rollouts, values, variants, rules = naming
     user = context.user
     user_bucket = None if user is None else bucket(feature, user)
     taken = [key for key, thousandths in rollouts if user_bucket is not None and user_bucket < thousandths]
-    enabled = bool(positives or taken) and not negatives
-    reason = _reason(positives + negatives, [key for key, _ in rollouts])
+    match = targeting.first_match(rules, dict(context.attributes), now) if rules else None
+    enabled = bool(positives or taken or match is not None) and not negatives
+    if enabled and match is not None:
+        reason = TARGETING_MATCH  # a rule turned it on (or would have, had a set not already)
+    else:
+        reason = _reason(positives + negatives, [key for key, _ in rollouts])
     evaluation = Evaluation(
         feature,
         enabled=enabled,
@@ -336,12 +398,21 @@ def _evaluation(feature: str, context: Context, order: list[str], naming: _Namin
         rollouts=tuple(rollouts),
         bucket=user_bucket,
     )
-    if not values and not variants:
+    if rules:
+        number = None if match is None else match + 1
+        evaluation = dataclasses.replace(
+            evaluation, rules=tuple(rules), rule=number, attributes=context.attributes, now=now
+        )
+    if not values and not variants and not any(rule.has_value for rule in rules):
         return evaluation  # a boolean flag, as it always was
     split_bucket = None if user is None or not variants else variant_bucket(feature, user)
     typed = dataclasses.replace(evaluation, typed=True, variant_bucket=split_bucket)
     if not enabled:
         return typed  # off: no value (OFREP answers DISABLED, and the client's code default applies)
+    if match is not None and rules[match].has_value:  # the first matching rule's value comes before any other
+        return dataclasses.replace(typed, value=rules[match].value, value_from=rules_key())
+    if not values and not variants:
+        return evaluation  # on by a set or a rollout, and only rules that did not match carry values: true
     source = next((key for key in order if key in values), None)
     if source is None and variants:
         chosen = assigned(variants, split_bucket)
@@ -353,8 +424,8 @@ def _evaluation(feature: str, context: Context, order: list[str], naming: _Namin
 
 
 def evaluate_all(snapshot: Snapshot) -> list[Evaluation]:
-    """Every feature named in any of the caller's sets, rollouts, values or variants, on or off, sorted by
-    code point.
+    """Every feature named in any of the caller's sets, rollouts, values or variants, or with targeting rules,
+    on or off, sorted by code point.
 
     Keys are reported without the prefix.
     """
@@ -373,10 +444,13 @@ def evaluate_all(snapshot: Snapshot) -> list[Evaluation]:
         for feature, value in values.items():
             naming.setdefault(feature, _new_naming())[3][key] = value
     for feature, variants in snapshot.variants.items():
-        positives, negatives, rollouts, values, _ = naming.get(feature, _new_naming())
-        naming[feature] = (positives, negatives, rollouts, values, variants)
-    order = _value_order(context)
-    return [_evaluation(feature, context, order, naming[feature]) for feature in sorted(naming)]
+        positives, negatives, rollouts, values, _, _ = naming.get(feature, _new_naming())
+        naming[feature] = (positives, negatives, rollouts, values, variants, ())
+    for feature, rules in snapshot.rules.items():
+        positives, negatives, rollouts, values, variants, _ = naming.get(feature, _new_naming())
+        naming[feature] = (positives, negatives, rollouts, values, variants, rules)
+    order, now = _value_order(context), snapshot.now
+    return [_evaluation(feature, context, now, order, naming[feature]) for feature in sorted(naming)]
 
 
 def evaluate_feature(feature: str, snapshot: Snapshot) -> Evaluation:
@@ -387,6 +461,8 @@ def evaluate_feature(feature: str, snapshot: Snapshot) -> Evaluation:
         [{feature: percentages[feature]} if feature in percentages else {} for percentages in snapshot.rollouts],
         [{feature: values[feature]} if feature in values else {} for values in snapshot.values],
         {feature: snapshot.variants[feature]} if feature in snapshot.variants else {},
+        rules={feature: snapshot.rules[feature]} if feature in snapshot.rules else {},
+        now=snapshot.now,
     )
     user = snapshot.context.user
     unnamed = Evaluation(feature, enabled=False, reason=DEFAULT, bucket=None if user is None else bucket(feature, user))
@@ -406,4 +482,5 @@ def unknown(feature: str, snapshot: Snapshot) -> bool:
         or any(feature in percentages for percentages in snapshot.rollouts)
         or any(feature in values for values in snapshot.values)
         or feature in snapshot.variants
+        or feature in snapshot.rules
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import unicodedata
+from collections.abc import Iterable
 
+from flipper.core import rules
 from flipper.core.settings import Settings
 
 # Scripts that one language writes together: Japanese mixes Han (CJK), Hiragana and Katakana, Korean Hangul
@@ -46,6 +48,31 @@ def group_set(groups: list[str], settings: Settings) -> tuple[str, ...]:
     if len(unique) > settings.max_groups:
         raise InvalidName(f"{len(unique)} groups given; the limit is {settings.max_groups}")
     return unique
+
+
+def attributes(given: Iterable[tuple[str, object]], settings: Settings) -> tuple[tuple[str, str | int | float], ...]:
+    """A caller's attributes for the targeting rules, as `model.Context` holds them: (name, value) sorted by
+    name, booleans left out (no operator compares one: a boolean is the same as absent). Refused, naming it:
+    more than `max_attributes`; a name empty, over `rules.MAX_TEXT` characters, or `now` (the evaluation's
+    own time, which a caller cannot send); a text value that `check_name` refuses (so at most
+    `max_id_length` characters); a value that is neither text, a number nor a boolean."""
+    given = list(given)
+    if len(given) > settings.max_attributes:
+        raise InvalidName(f"{len(given)} attributes given; the limit is {settings.max_attributes}")
+    kept: dict[str, str | int | float] = {}
+    for name, value in given:
+        what = f"attribute {name[:40]!r}"
+        if not name or len(name) > rules.MAX_TEXT:
+            raise InvalidName(f"{what}: an attribute's name is 1 to {rules.MAX_TEXT} characters")
+        if name == rules.NOW:
+            raise InvalidName("attribute 'now' is the time of the evaluation; a caller cannot send it")
+        if isinstance(value, str):
+            kept[name] = check_name(what, value, settings)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            kept[name] = value
+        elif not isinstance(value, bool):
+            raise InvalidName(f"{what} must be a string, a number or a boolean")
+    return tuple(sorted(kept.items()))
 
 
 def lookalike(value: str) -> str | None:

@@ -1,6 +1,6 @@
 """Reading the evaluation script's replies: the revision, each key's contents as the cache holds them, and
 what to do with what was written around Flipper (members that are not UTF-8, percentages that are not,
-values and variants that are not JSON of the documented shape)."""
+values, variants and rules that are not JSON of the documented shape)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from flipper.core import rules
 from flipper.core.cache import Contents
 from flipper.core.model import (
     BUCKETS,
     MAX_VALUE_BYTES,
     ROLLOUT,
+    RULES,
     VALUES,
     VARIANTS,
     Value,
@@ -73,7 +75,8 @@ def utf8_names(raw: list[bytes]) -> Iterator[str]:
 
 def contents(key: str, raw: list[str]) -> Contents:
     """A key's contents as the cache holds them, parsed once per read: a set's members, a rollout's
-    thousandths per feature, a values hash's values per feature, or the variants per feature."""
+    thousandths per feature, a values hash's values per feature, the variants or the targeting rules per
+    feature."""
     kind = key.rpartition(":")[2]
     if kind == ROLLOUT:
         return percentages(key, raw)
@@ -81,6 +84,8 @@ def contents(key: str, raw: list[str]) -> Contents:
         return _hash(key, raw, _value)
     if kind == VARIANTS:
         return _hash(key, raw, _variants)
+    if kind == RULES:
+        return _hash(key, raw, _rules)
     return frozenset(raw)
 
 
@@ -121,11 +126,11 @@ def percentages(key: str, flat: list[str]) -> dict[str, int]:
 
 
 class _Malformed(ValueError):
-    """A value or variants entry that is not of the documented shape: why, in words."""
+    """A value, variants or rules entry that is not of the documented shape: why, in words."""
 
 
 def _hash(key: str, flat: list[str], parse: Callable[[str], Any]) -> dict[str, Any]:
-    """A values or variants hash, as HGETALL's flat list, parsed per feature. An entry that is not of the
+    """A values, variants or rules hash, as HGETALL's flat list, parsed per feature. An entry that is not of the
     documented shape (written by hand around Flipper) must not take answers down: it is left out, and a
     warning names the key and the field."""
     parsed = {}
@@ -193,3 +198,16 @@ def _variant(index: int, entry: Any) -> Variant:
             f"variant {name!r}'s weight {weight!r} is not a percentage from 0 to 100, three decimals at most"
         )
     return Variant(name, round(weight * 1000), _checked(entry["value"]))
+
+
+def _rules(raw: str) -> tuple[rules.Rule, ...]:
+    """A rules entry: what `rules.parse_rules` accepts (the write path checked it; one written by hand may not
+    parse), each rule's value checked like any value."""
+    try:
+        parsed = rules.parse_rules(_json(raw))
+    except rules.RuleError as exc:
+        raise _Malformed(str(exc)) from None
+    for rule in parsed:
+        if rule.has_value:
+            _checked(rule.value)
+    return parsed

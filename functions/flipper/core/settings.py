@@ -32,6 +32,7 @@ class Settings:
     log_level: str = "INFO"
     max_id_length: int = 256
     max_groups: int = 32
+    max_attributes: int = 32  # a caller's attributes for targeting rules, in one request
     max_query_length: int = 8192
     max_body_length: int = 8192
     body_timeout: float = 10.0  # seconds to receive a whole OFREP body
@@ -77,6 +78,7 @@ class Settings:
             log_level=_read(env, "LOG_LEVEL", _log_level, defaults.log_level),
             max_id_length=_read(env, "FLIPPER_MAX_ID_LENGTH", _positive(int), defaults.max_id_length),
             max_groups=_read(env, "FLIPPER_MAX_GROUPS", _positive(int), defaults.max_groups),
+            max_attributes=_read(env, "FLIPPER_MAX_ATTRIBUTES", _positive(int), defaults.max_attributes),
             max_query_length=_read(env, "FLIPPER_MAX_QUERY_LENGTH", _positive(int), defaults.max_query_length),
             max_body_length=_read(env, "FLIPPER_MAX_BODY_LENGTH", _positive(int), defaults.max_body_length),
             body_timeout=_read(env, "FLIPPER_BODY_TIMEOUT", _positive(float), defaults.body_timeout),

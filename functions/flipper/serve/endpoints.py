@@ -13,7 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from flipper.core.model import Context, Snapshot, enabled_features, evaluate_all, evaluate_feature, unknown
+from flipper.core.model import (
+    Context,
+    Snapshot,
+    enabled_features,
+    evaluate_all,
+    evaluate_feature,
+    unknown,
+    valid_until,
+)
 from flipper.core.settings import Settings
 from flipper.core.store import Store
 from flipper.core.usage import Usage
@@ -85,7 +93,8 @@ class Endpoints:
                 body.update(evaluation.explanation())
             return JSONResponse(body).body, (name,)
 
-        return self._conditional_json(request, *await self._answer(context, ("feature", name, explain), render))
+        answer = await self._answer(context, ("feature", name, explain), render, feature=name)
+        return self._conditional_json(request, *answer)
 
     async def ofrep_flag(self, request: Request) -> Response:
         key = ofrep.flag_key(request, self.settings)
@@ -96,7 +105,7 @@ class Endpoints:
                 raise ofrep.not_found(key)  # raised before an answer is remembered, so never reused
             return JSONResponse(ofrep.evaluation(evaluate_feature(key, snapshot))).body, (key,)
 
-        body, _ = await self._answer(context, ("ofrep", key), render, registry=True)
+        body, _ = await self._answer(context, ("ofrep", key), render, registry=True, feature=key)
         return Response(body, media_type=JSON)  # a single OFREP evaluation has no ETag
 
     async def ofrep_flags(self, request: Request) -> Response:
@@ -125,11 +134,12 @@ class Endpoints:
         return JSONResponse(openapi.document(self.settings, secured=self.secured)).body
 
     async def _answer(
-        self, context: Context, what: Hashable, render: Render, *, registry: bool = False
+        self, context: Context, what: Hashable, render: Render, *, registry: bool = False, feature: str | None = None
     ) -> tuple[bytes, str | None]:
         """The JSON body `render` makes of the caller's snapshot (with the registry when asked), and its ETag
         when known: reused from the cache when computed before from the very same cached keys (`what` names
-        the question). The features it names are counted as used."""
+        the question), until the first time boundary of the rules it consulted (`feature`'s alone, or every
+        feature's) has passed. The features it names are counted as used."""
         snapshot = await self.store.snapshot(context, registry=registry)
         cache = self.store.cache
         if cache is None or not snapshot.stamp:
@@ -137,11 +147,11 @@ class Endpoints:
             tag = None
         else:
 
-            def fresh() -> tuple[bytes, str, Sequence[str]]:
+            def fresh() -> tuple[bytes, str, Sequence[str], float | None]:
                 body, named = render(snapshot)
-                return body, etag(body), named
+                return body, etag(body), named, valid_until(snapshot, feature)
 
-            reused = cache.answer((what, context), snapshot.stamp, fresh)
+            reused = cache.answer((what, context), snapshot.stamp, self.store.clock(), fresh)
             body, tag, named = reused.body, reused.tag, reused.named
         if self.usage is not None:
             self.usage.record(body, named)

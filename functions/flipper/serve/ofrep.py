@@ -1,7 +1,8 @@
 """The OpenFeature Remote Evaluation Protocol (OFREP v0.3): its request context in, its evaluations out.
 
 Any OpenFeature SDK's generic OFREP provider can then use Flipper. Context mapping: `targetingKey` is the
-user, `version` the version, `group` one group or a list of groups; other fields are ignored. A flag with no
+user, `version` the version, `group` one group or a list of groups; every other field is an attribute for
+the targeting rules (text, a number or a boolean). A flag with no
 value is a boolean; a typed one answers its value when on, and no value (reason DISABLED) when off.
 """
 
@@ -17,10 +18,10 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from flipper.core.model import Context, Evaluation
+from flipper.core.model import Context, Evaluation, rules_key
 from flipper.core.settings import Settings
 from flipper.serve._utils import route_path
-from flipper.serve.query import check_name, group_set, path_name
+from flipper.serve.query import attribute_set, check_name, group_set, path_name
 from flipper.serve.responses import JSONResponse
 
 PATH_PREFIX = "/ofrep/"
@@ -122,6 +123,9 @@ def _depth(body: bytes) -> int:
     return max(itertools.accumulate(1 if byte in b"[{" else -1 for byte in brackets), default=0)
 
 
+_CONTEXT = ("targetingKey", "version", "group")  # the fields that say who the caller is; the others are attributes
+
+
 def _context(fields: dict[str, Any], settings: Settings) -> Context:
     groups = fields.get("group")
     if groups is None:
@@ -136,6 +140,10 @@ def _context(fields: dict[str, Any], settings: Settings) -> Context:
         version=None if version is None else _string("version", version, settings),
         groups=unique,
         user=None if user is None else _string("targetingKey", user, settings),
+        # JSON null reads as absent, as it does for the fields above.
+        attributes=attribute_set(
+            ((name, value) for name, value in fields.items() if name not in _CONTEXT and value is not None), settings
+        ),
     )
 
 
@@ -153,12 +161,16 @@ def not_found(key: str) -> OFREPError:
 def evaluation(result: Evaluation) -> dict[str, Any]:
     """One evaluation in OFREP's shape. A boolean flag: value true or false, variant `on` or `off`, and the
     OpenFeature reason. A typed flag that is on: its value, the variant's name when the variants gave it (else
-    the entity whose value it is: `group:beta`), and the reason (SPLIT for a variant). Off: no value, reason
-    DISABLED, variant `off` (the Python provider reads `variant` from every success)."""
+    the entity whose value it is: `group:beta`; `rule:2` for the second targeting rule's), and the reason
+    (SPLIT for a variant, TARGETING_MATCH for a rule). Off: no value, reason DISABLED, variant `off` (the
+    Python provider reads `variant` from every success)."""
     if not result.typed:
         variant = "on" if result.enabled else "off"
         return {"key": result.feature, "value": result.enabled, "reason": result.reason, "variant": variant}
     if not result.enabled:
         return {"key": result.feature, "reason": DISABLED, "variant": "off"}
-    variant = result.variant or (result.value_from or "").rpartition(":")[0]
+    if result.value_from == rules_key():
+        variant = f"rule:{result.rule}"
+    else:
+        variant = result.variant or (result.value_from or "").rpartition(":")[0]
     return {"key": result.feature, "value": result.value, "reason": result.reason, "variant": variant}

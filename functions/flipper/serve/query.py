@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from starlette.exceptions import HTTPException
@@ -12,13 +13,17 @@ from flipper.core import names
 from flipper.core.model import Context
 from flipper.core.settings import Settings
 
+# A caller's attribute for the targeting rules: `attr.plan=pro`. The prefix keeps them apart from version,
+# group and user (an attribute may be called `user`); their values are text (the numeric operators read
+# numeric text as a number).
+ATTRIBUTE = "attr."
 _SINGLE = ("version", "user")
 _KNOWN = ("version", "group", "user")
 _BOOLEANS = {"true": True, "false": False}
 
 
 def parse_context(query_string: bytes, settings: Settings) -> Context:
-    """Parse `version`, repeatable `group` and `user` from a raw query string.
+    """Parse `version`, repeatable `group`, `user` and `attr.<name>` attributes from a raw query string.
 
     Parsing the raw bytes (not a pre-decoded string) lets invalid UTF-8 be refused instead of being
     replaced by U+FFFD, which could make two different identifiers read the same keys.
@@ -43,12 +48,18 @@ def _parse(query_string: bytes, settings: Settings, extra: tuple[str, ...]) -> t
         )
     expected = (*_KNOWN, *extra)
     values: dict[str, list[str]] = {name: [] for name in expected}
+    attributes: dict[str, str] = {}
     for raw_name, raw_value in _pairs(query_string):
         name = _decode(raw_name, "a query parameter name")
+        what = f"query parameter {name!r}"
+        if name.startswith(ATTRIBUTE):
+            if name in attributes:
+                raise HTTPException(400, f"{what} is given more than once; at most once")
+            attributes[name] = _decode(raw_value, what)
+            continue
         if name not in values:
             names = ", ".join(expected[:-1]) + " or " + expected[-1]
             raise HTTPException(400, f"unknown query parameter {name!r}; expected {names}")
-        what = f"query parameter {name!r}"
         values[name].append(check_name(what, _decode(raw_value, what), settings))
     for name in (*_SINGLE, *extra):
         if len(values[name]) > 1:
@@ -57,6 +68,9 @@ def _parse(query_string: bytes, settings: Settings, extra: tuple[str, ...]) -> t
         version=next(iter(values["version"]), None),
         groups=group_set(values["group"], settings),
         user=next(iter(values["user"]), None),
+        attributes=attribute_set(
+            ((name.removeprefix(ATTRIBUTE), value) for name, value in attributes.items()), settings
+        ),
     )
     return context, {name: values[name][0] for name in extra if values[name]}
 
@@ -65,6 +79,12 @@ def group_set(groups: list[str], settings: Settings) -> tuple[str, ...]:
     """The caller's groups, each once, in the order given (`names.group_set`); a 400 when too many."""
     with _bad_request():
         return names.group_set(groups, settings)
+
+
+def attribute_set(given: Iterable[tuple[str, object]], settings: Settings) -> tuple[tuple[str, Any], ...]:
+    """The caller's attributes (`names.attributes`); a 400 naming what is wrong."""
+    with _bad_request():
+        return names.attributes(given, settings)
 
 
 def path_name(name: str, what: str, settings: Settings, raw_path: bytes | None) -> str:
