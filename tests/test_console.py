@@ -8,6 +8,7 @@ FLIPPER_SCREENSHOT=1 also writes docs/console.png, the README's picture, from th
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import re
 import socket
@@ -597,3 +598,104 @@ def test_the_plan_dialog_shows_its_warnings_and_the_export_what_it_left_out(
         [re.compile(r"^warning: feature name '\u0441heckout' mixes scripts \(U\+0441 CYRILLIC SMALL LETTER ES")]
     )
     assert flags.keys("*") == []  # the plan wrote nothing
+
+
+def add_rule(page: Page, feature: str, conditions: str, value: str = "") -> None:
+    """The form under the table, adding a rule to a feature (rules are the feature's: at global)."""
+    form = page.locator("form.new")
+    form.get_by_label("Feature").fill(feature)
+    form.get_by_label("Entity").fill("global")
+    form.get_by_label("Change").select_option("add_rule")
+    form.get_by_label("Value (JSON)").fill(value)
+    form.get_by_role("textbox", name=re.compile("^Rule: conditions")).fill(conditions)
+    form.get_by_role("button", name="Review the change").click()
+
+
+def test_a_rule_is_previewed_added_shown_in_words_and_removed(page: Page, flags: redis.Redis, redis_server) -> None:
+    add_rule(page, "new_pricing", "plan in pro,enterprise\ncountry not_in US")
+    expect(page.get_by_role("dialog")).to_contain_text(
+        "Add a rule to new_pricing: rule 1. plan is pro or enterprise, and country is not US?"
+    )
+    confirm(page, "+ new_pricing rules: - → 1. plan is pro or enterprise, and country is not US")
+    assert json.loads(flags.hget("global:rules", "new_pricing")) == [
+        {
+            "when": [
+                {"attribute": "plan", "operator": "in", "values": ["pro", "enterprise"]},
+                {"attribute": "country", "operator": "not_in", "values": ["US"]},
+            ]
+        }
+    ]
+    add_rule(page, "new_pricing", "email ends_with @acme.com", value='"<b>gold</b>"')
+    confirm(
+        page,
+        "~ new_pricing rules: 1. plan is pro or enterprise, and country is not US → 1. plan is pro or enterprise,"
+        ' and country is not US; 2. email ends with @acme.com → "<b>gold</b>"',
+    )
+    row = page.locator('#flags tr[data-feature="new_pricing"][data-entity="global"]')
+    expect(row.locator(".rules li")).to_have_text(
+        [
+            "1. plan is pro or enterprise, and country is not US Remove",
+            '2. email ends with @acme.com → "<b>gold</b>" Remove',
+        ]
+    )
+    assert page.locator("#flags b").count() == 0  # as text, never as markup
+    expect(row.locator(".next-change")).to_have_count(0)  # no rule on now: nothing changes by itself
+    row.get_by_role("button", name="Remove rule 1 of new_pricing").click()
+    expect(page.get_by_role("dialog")).to_contain_text(
+        "Remove a rule of new_pricing: rule 1. plan is pro or enterprise, and country is not US?"
+    )
+    confirm(
+        page,
+        "~ new_pricing rules: 1. plan is pro or enterprise, and country is not US; 2. email ends with @acme.com"
+        ' → "<b>gold</b>" → 1. email ends with @acme.com → "<b>gold</b>"',
+    )
+    row.get_by_role("button", name="Remove rule 1 of new_pricing").click()
+    confirm(page, '- new_pricing rules: 1. email ends with @acme.com → "<b>gold</b>" → -')
+    assert flags.exists("global:rules") == 0
+    assert flags.sismember("features", "new_pricing")
+
+
+def test_a_scheduled_feature_shows_its_next_change(page: Page, flags: redis.Redis, redis_server) -> None:
+    flipper(
+        redis_server,
+        "schedule",
+        "winter_sale",
+        "--from",
+        "2020-12-20T00:00:00Z",
+        "--until",
+        "2099-01-06T01:00:00+01:00",
+    )
+    flipper(redis_server, "schedule", "launch", "--from", "2098-03-01T09:30:00Z")
+    page.reload()
+    sale = page.locator('#flags tr[data-feature="winter_sale"][data-entity="global"]')
+    expect(sale.locator(".rules li")).to_have_text(
+        ["1. now is after 2020-12-20T00:00:00Z, and now is before 2099-01-06T01:00:00+01:00 Remove"]
+    )
+    # The window opened already: its next change is when it closes, in UTC.
+    expect(sale.locator(".next-change")).to_have_text("next change 2099-01-06T00:00:00.000Z")
+    launch = page.locator('#flags tr[data-feature="launch"][data-entity="global"]')
+    expect(launch.locator(".next-change")).to_have_text("next change 2098-03-01T09:30:00.000Z")
+
+
+def test_a_bad_rule_is_refused_on_the_page_and_a_stale_removal_writes_nothing(
+    page: Page, flags: redis.Redis, redis_server
+) -> None:
+    add_rule(page, "f", "plan like pro")
+    expect(page.locator("#error")).to_contain_text("rule 1, operator 'like': unknown; operators are in, not_in")
+    add_rule(page, "f", "version semver_gte 2.1")
+    expect(page.locator("#error")).to_contain_text("rule 1, operator 'semver_gte': '2.1' is not a semantic version")
+    add_rule(page, "f", "")
+    expect(page.locator("#error")).to_contain_text("rule 1: when must be a non-empty list of conditions")
+    assert flags.keys("*") == []
+    flipper(redis_server, "rule", "add", "f", "--when", "plan in pro")
+    page.reload()
+    page.get_by_role("button", name="Remove rule 1 of f").click()
+    expect(page.get_by_role("dialog")).to_contain_text("- f rules: 1. plan is pro → -")
+    flipper(redis_server, "rule", "add", "f", "--when", "plan in team")  # another operator, meanwhile
+    stored = flags.hget("global:rules", "f")
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    expect(page.locator("#error")).to_contain_text("Not written: flags changed since this page was loaded")
+    assert flags.hget("global:rules", "f") == stored  # theirs kept: the removal did not write the list it read
+    expect(page.locator('#flags tr[data-feature="f"] .rules li')).to_have_text(
+        ["1. plan is pro Remove", "2. plan is team Remove"]
+    )

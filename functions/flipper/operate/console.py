@@ -15,8 +15,10 @@ import contextlib
 import dataclasses
 import hmac
 import ipaddress
+import json
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,15 +34,23 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flipper.core import memberships, operations
+from flipper.core import memberships, operations, rules
 from flipper.core.connection import StoreError, StoreUnavailable
 from flipper.core.memberships import FlagError
 from flipper.core.model import canonical_json
 from flipper.core.settings import Settings, without_password
-from flipper.core.writes import Refused
+from flipper.core.writes import Refused, utc_time
 from flipper.operate import flagsfile
 from flipper.operate.backends import Backend, FunctionBackend, FunctionError, RedisBackend, audit_arguments
-from flipper.operate.text import change_text, parse_json, parse_variants, variant_lines, who
+from flipper.operate.text import (
+    change_text,
+    parse_condition,
+    parse_json,
+    parse_variants,
+    rule_lines,
+    variant_lines,
+    who,
+)
 
 HERE = Path(__file__).parent
 HISTORY_LIMIT = 20
@@ -283,16 +293,19 @@ class Console:
             feature = memberships.check_name("feature name", _field(form, "feature"), _settings(self.backend))
             where = memberships.parse_entity(_field(form, "entity"), _settings(self.backend))
             percentage = _field(form, "percentage") if operation == "rollout" else None
-            typed = _typed(form)
-            wanted = operations.change_memberships(
-                _CLEARS.get(operation, operation), feature, where, percentage, settings=_settings(self.backend), **typed
-            )
             state = await self.current(form)
+            # A rule added or removed: the whole list as it will be, from the flags as the page showed them.
+            typed = _edited_rules(form, feature, state) if operation in _RULE_EDITS else _typed(form)
+            wanted = operations.change_memberships(
+                _operation_of(operation), feature, where, percentage, settings=_settings(self.backend), **typed
+            )
         except CONSOLE_ERRORS as exc:
             return await self.failed(view, form, exc)
         changes = _changes(state, wanted)
         fields = {"operation": operation, "feature": feature, "entity": where}
         texts = {}
+        if operation in _RULE_EDITS:
+            texts["rules"] = "" if typed["rules"] is None else canonical_json(typed["rules"])
         if percentage is not None:
             fields["percentage"] = memberships.percentage(percentage)
         if typed.get("value") is not None:
@@ -301,6 +314,7 @@ class Console:
             texts["variants"] = "\n".join(variant_lines(typed["variants"]))
         title = f"{_VERBS[operation]} {feature} for {where}" + (f" at {fields['percentage']}%" if percentage else "")
         title += f" to {fields['value']}" if "value" in fields else ""
+        title = _rule_title(form, feature, state, typed["rules"]) if operation in _RULE_EDITS else title
         dialog = Dialog(title, "/change", fields, changes, texts)
         return await self.confirm(view, state["revision"], dialog)
 
@@ -310,13 +324,15 @@ class Console:
         if fields["operation"] == "rollout":
             fields["percentage"] = _field(form, "percentage")
         try:
-            fields.update(_typed(form), operation=_CLEARS.get(fields["operation"], fields["operation"]))
+            fields.update(_typed(form), operation=_operation_of(fields["operation"]))
         except FlagError as exc:
             return await self.failed(View.of(_back(form)), form, exc)
         result = await self.write(form, "change", fields)
         if isinstance(result, Response):
             return result
-        what = f"{_VERBS[_field(form, 'operation')].lower()} {fields['feature']} for {fields['entity']}"
+        what = f"{_VERBS[_field(form, 'operation')].lower()} {fields['feature']}" + (
+            "" if fields["operation"] == "rules" else f" for {fields['entity']}"
+        )
         return self.done(form, result, what)
 
     async def preview_undo(self, request: Request) -> Response:
@@ -438,9 +454,53 @@ _VERBS = {
     "clear_value": "Clear the value of",
     "variants": "Set the variants of",
     "clear_variants": "Clear the variants of",
+    "add_rule": "Add a rule to",
+    "remove_rule": "Remove a rule of",
 }
 # The form's clears of a value and of variants: the operation's "value" and "variants" without one (None).
 _CLEARS = {"clear_value": "value", "clear_variants": "variants"}
+# The form's edits of a feature's rules: previewed as the whole list they make, confirmed as a "rules" change
+# of that list at the page's revision (so an edit made meanwhile elsewhere is refused, not undone).
+_RULE_EDITS = ("add_rule", "remove_rule")
+
+
+def _operation_of(operation: str) -> str:
+    """The `change` operation a form's operation is."""
+    return "rules" if operation in _RULE_EDITS else _CLEARS.get(operation, operation)
+
+
+def _edited_rules(form: FormData, feature: str, state: dict[str, Any]) -> dict[str, Any]:
+    """The feature's rules once the form's rule is added (its conditions a line each, as `flipper rule add
+    --when` takes them, and an optional value) or removed (by number), as `change` takes them."""
+    current = state["flags"]["features"].get(feature, {}).get("rules", [])
+    if _field(form, "operation") == "remove_rule":
+        number = _rule_number(form, feature, current)
+        edited = current[: number - 1] + current[number:]
+    else:
+        new: dict[str, Any] = {
+            "when": [parse_condition(line) for line in _field(form, "conditions").splitlines() if line.strip()]
+        }
+        if _field(form, "value").strip():
+            new["value"] = parse_json("the rule's value", _field(form, "value"))
+        edited = [*current, new]
+    return {"rules": edited or None}
+
+
+def _rule_number(form: FormData, feature: str, current: list[Any]) -> int:
+    text = _field(form, "rule")
+    if not text.isdigit() or not 1 <= int(text) <= len(current):
+        raise FlagError(f"{feature} has no rule {text} (it has {len(current)})")
+    return int(text)
+
+
+def _rule_title(form: FormData, feature: str, state: dict[str, Any], edited: list[Any] | None) -> str:
+    """The dialog's title for a rule's edit, naming the rule added or removed in words."""
+    current = state["flags"]["features"].get(feature, {}).get("rules", [])
+    if _field(form, "operation") == "remove_rule":
+        said = rule_lines(current)[_rule_number(form, feature, current) - 1]
+    else:
+        said = rule_lines(edited)[-1]
+    return f"{_VERBS[_field(form, 'operation')]} {feature}: rule {said}"
 
 
 def _typed(form: FormData) -> dict[str, Any]:
@@ -451,6 +511,8 @@ def _typed(form: FormData) -> dict[str, Any]:
         return {"value": parse_json("the value", _field(form, "value"))}
     if operation == "variants":
         return {"variants": parse_variants(line for line in _field(form, "variants").splitlines() if line.strip())}
+    if operation in _RULE_EDITS:  # confirmed: the whole list the preview showed, in a hidden text ("" for none)
+        return {"rules": json.loads(_field(form, "rules")) if _field(form, "rules").strip() else None}
     return {_CLEARS[operation]: None} if operation in _CLEARS else {}
 
 
@@ -508,7 +570,15 @@ def _entities(entry: Mapping[str, Any], match: str) -> dict[str, dict[str, Any]]
     states: dict[str, dict[str, Any]] = {}
 
     def state(where: str) -> dict[str, Any]:
-        blank = {"enabled": False, "disabled": False, "rollout": None, "value": None, "variants": None}
+        blank = {
+            "enabled": False,
+            "disabled": False,
+            "rollout": None,
+            "value": None,
+            "variants": None,
+            "rules": None,
+            "next_change": None,
+        }
         return states.setdefault(where, blank)
 
     for field in ("enabled", "disabled"):
@@ -520,6 +590,10 @@ def _entities(entry: Mapping[str, Any], match: str) -> dict[str, dict[str, Any]]
         state(where)["value"] = canonical_json(value)
     if entry.get("variants"):  # the feature's, shown at global where they are held
         state("global")["variants"] = variant_lines(entry["variants"])
+    if entry.get("rules"):  # the feature's too; and when a schedule (a rule on now) next changes its outcome
+        state("global")["rules"] = rule_lines(entry["rules"])
+        boundary = rules.next_boundary(rules.parse_rules(entry["rules"]), time.time())
+        state("global")["next_change"] = None if boundary is None else utc_time(boundary)
     return {
         where: states[where]
         for where in sorted(states, key=memberships.entity_sort_key)
