@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from flipper.core.connection import StoreUnavailable
 from flipper.core.model import Context, flag_keys, rollout_keys
 from flipper.core.settings import Settings, SettingsError, has_hash_tag
 from flipper.core.store import Store
+from flipper.core.writes import Refused
 from flipper.operate import admin
 from flipper.serve.app import create_app
 from tests.conftest import LoadHandler
@@ -365,6 +367,28 @@ async def test_values_variants_and_the_registry_are_written_in_one_slot_on_the_c
     deleted = await operations.run(store, settings, "delete", {"feature": "typed", "actor": "t"})
     assert sorted(change[0] for change in deleted["changes"]) == ["features", "global:variants", "group:g1:values"]
     assert writer.exists(PREFIX + "features", PREFIX + "global:variants", PREFIX + "group:g1:values") == 0
+    await store.aclose()
+
+
+async def test_rules_are_written_read_modified_and_undone_in_one_slot_on_the_cluster(
+    cluster: list[RedisServer], writer: RedisCluster
+) -> None:
+    """A feature's rules (global:rules, under the prefix's hash tag) set, replaced at the revision read, refused
+    from a stale one, undone and exported, on the cluster."""
+    settings = patient(Settings(redis_url=cluster[1].url, redis_cluster=True, key_prefix=PREFIX, audit_length=100))
+    store = Store.from_settings(settings)
+    pro = [{"when": [{"attribute": "plan", "operator": "in", "values": ["pro"]}]}]
+    window = [{"when": [{"attribute": "now", "operator": "after", "values": ["2026-12-20T00:00:00Z"]}], "value": 1}]
+    rules = {"operation": "rules", "feature": "pricing", "entity": "global", "actor": "t"}
+    first = await operations.run(store, settings, "change", {**rules, "rules": pro})
+    read_at = first["revision"]
+    second = await operations.run(store, settings, "change", {**rules, "rules": pro + window, "revision": read_at})
+    with pytest.raises(Refused):
+        await operations.run(store, settings, "change", {**rules, "rules": window, "revision": read_at})
+    assert json.loads(writer.hget(PREFIX + "global:rules", "pricing")) == pro + window
+    await operations.run(store, settings, "undo", {"entry": second["entry"], "actor": "t"})
+    exported = await operations.run(store, settings, "export", {})
+    assert exported["flags"]["features"]["pricing"] == {"rules": pro}
     await store.aclose()
 
 
