@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flipper.core import rules
 from flipper.core.model import BUCKETS, DEFAULT, SPLIT, STATIC, TARGETING_MATCH
 from flipper.core.settings import Settings
 from flipper.serve.ofrep import DISABLED, FLAG_NOT_FOUND, GENERAL, INVALID_CONTEXT, PARSE_ERROR
@@ -102,6 +103,15 @@ def _seed_paths(settings: Settings) -> Schema:
             "description": "A group the caller belongs to; repeat for several",
         },
         {"name": "user", "in": "query", "schema": identifier, "description": "The caller's user id"},
+        {
+            # OpenAPI has no parameter named by a prefix: this one stands for every attr.<name> given.
+            "name": "attr.<name>",
+            "in": "query",
+            "schema": identifier,
+            "description": "An attribute for the targeting rules, as text: attr.plan=pro (the numeric"
+            f" operators read numeric text as a number). At most {settings.max_attributes} (FLIPPER_MAX_ATTRIBUTES),"
+            f" names of 1 to {rules.MAX_TEXT} characters, each once; `now` cannot be sent",
+        },
     ]
     errors = _errors("Error", 400, 401, 414, 500, 503)
     return {
@@ -224,6 +234,43 @@ def _feature_schema() -> Schema:
                 "description": "With explain=true, for a flag with variants: the user's variant bucket, null"
                 " without a user; a variant takes the buckets of its range, ranges laid end to end in order",
             },
+            "rule": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "description": "With explain=true, for a feature with targeting rules: the number (from 1) of"
+                " the first rule that matched, null for none",
+            },
+            "rules": {
+                "type": "array",
+                "items": _ref("RuleOutcome"),
+                "description": "With explain=true, for a feature with targeting rules: each rule and its outcome",
+            },
+        },
+    }
+
+
+def _rule_outcome_schema() -> Schema:
+    """A targeting rule as explain=true reports it: in words, and each condition with its outcome."""
+    return {
+        "type": "object",
+        "required": ["rule", "words", "matched", "conditions"],
+        "properties": {
+            "rule": {"type": "integer", "minimum": 1},
+            "words": {"type": "string", "description": "The rule in words: plan is pro, and country is not US"},
+            "matched": {"type": "boolean", "description": "Whether this is the first rule that matched"},
+            "conditions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["attribute", "operator", "values", "holds"],
+                    "properties": {
+                        "attribute": {"type": "string"},
+                        "operator": {"enum": list(rules.OPERATORS)},
+                        "values": {"type": "array"},
+                        "holds": {"type": "boolean"},
+                    },
+                },
+            },
         },
     }
 
@@ -236,6 +283,7 @@ def _seed_schemas() -> Schema:
             "properties": {"features": {"type": "array", "items": {"type": "string"}}},
         },
         "Feature": _feature_schema(),
+        "RuleOutcome": _rule_outcome_schema(),
         "Rollout": {
             "type": "object",
             "required": ["key", "percentage"],
@@ -257,12 +305,16 @@ def _ofrep_schemas(settings: Settings) -> Schema:
             "properties": {
                 "context": {
                     "type": "object",
-                    "description": "targetingKey is the user, version the version, group one group or a list",
+                    "description": "targetingKey is the user, version the version, group one group or a list;"
+                    f" every other field is an attribute for the targeting rules (at most {settings.max_attributes},"
+                    " FLIPPER_MAX_ATTRIBUTES; names of 1 to"
+                    f" {rules.MAX_TEXT} characters, never `now`; null reads as absent, a boolean matches no operator)",
                     "properties": {
                         "targetingKey": context_field,
                         "version": context_field,
                         "group": {"oneOf": [context_field, _groups(settings)]},
                     },
+                    "additionalProperties": {"oneOf": [context_field, {"type": ["number", "boolean"]}]},
                 }
             },
         },
