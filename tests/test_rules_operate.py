@@ -401,3 +401,34 @@ def test_explain_prints_the_matching_rule_and_each_conditions_outcome_escaped(
     del explained["rules"]
     explained["rule"] = None
     assert flipper(capsys, "explain", "f", "--redis-url", "redis://unused")[1].endswith("  rule        none matched\n")
+
+
+def test_show_and_explain_take_the_callers_attributes(flags: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
+    flipper(capsys, "rule", "add", "new_pricing", "--when", "plan in pro,enterprise", "--when", "country not_in US")
+    flipper(capsys, "rule", "add", "new_pricing", "--when", "app semver_gte 2.10.0", "--value", '"beta"')
+    flipper(capsys, "disable", "new_pricing", "--group", "legacy")
+    code, out, _ = flipper(capsys, "show", "--attribute", "plan=pro", "--attribute", "country=FR")
+    assert (code, out) == (0, "new_pricing\n")
+    assert flipper(capsys, "show", "--attribute", "plan=pro", "--attribute", "country=US")[1] == "no features enabled\n"
+    code, out, _ = flipper(capsys, "explain", "new_pricing", "--attribute", "app=2.10.0", "--attribute", "plan=free")
+    assert code == 0
+    assert out.startswith("new_pricing: on (TARGETING_MATCH)\n")
+    assert "  rule        2 matched\n" in out
+    assert "    fails  plan in pro, enterprise\n" in out
+    assert "    holds  app semver_gte 2.10.0\n" in out
+    code, out, _ = flipper(capsys, "explain", "new_pricing", "--group", "legacy", "--attribute", "app=2.10.0")
+    assert out.startswith("new_pricing: off")  # a deny still wins over a rule
+    code, _, err = flipper(capsys, "show", "--attribute", "plan")
+    assert (code, err) == (1, "flipper: error: attribute 'plan' is not NAME=VALUE, as plan=pro\n")
+    code, _, err = flipper(capsys, "show", "--attribute", "now=2030-01-01T00:00:00Z")
+    assert (code, err) == (
+        1,
+        "flipper: error: attribute 'now' is the time of the evaluation; a caller cannot send it\n",
+    )
+
+
+async def test_the_attributes_of_show_and_explain_are_checked_as_the_apis_are(store: Store) -> None:
+    with pytest.raises(FlagError, match=r"^attributes must be an object"):
+        await run(store, "show", attributes=["plan=pro"])
+    with pytest.raises(FlagError, match="attributes given; the limit is"):
+        await run(store, "explain", feature="f", attributes={f"a{i}": "x" for i in range(1000)})

@@ -45,18 +45,24 @@ async def run(store: Store, settings: Settings, name: object, arguments: object)
     return await operation(store, settings, **arguments)
 
 
-def _context(settings: Settings, version: object, groups: object, user: object) -> Context:
+def _context(settings: Settings, version: object, groups: object, user: object, attributes: object = None) -> Context:
     groups = [] if groups is None else groups
     if not isinstance(groups, list):  # a string would read as its characters, each a group
         raise FlagError("groups must be a list of group names")
+    attributes = {} if attributes is None else attributes
+    if not isinstance(attributes, dict):
+        raise FlagError("attributes must be an object of attribute name to value")
     try:
         unique = names.group_set([check_name("group name", group, settings) for group in groups], settings)
+        # Checked and bounded as the API checks a caller's (names.attributes): what it could be asked about.
+        targeted = names.attributes(attributes.items(), settings)
     except names.InvalidName as exc:
         raise FlagError(str(exc)) from None
     return Context(
         version=None if version is None else check_name("version", version, settings),
         groups=unique,
         user=None if user is None else check_name("user", user, settings),
+        attributes=targeted,
     )
 
 
@@ -88,10 +94,15 @@ async def export(store: Store, settings: Settings) -> dict[str, Any]:
 
 @_operation
 async def show(
-    store: Store, settings: Settings, version: object = None, groups: object = None, user: object = None
+    store: Store,
+    settings: Settings,
+    version: object = None,
+    groups: object = None,
+    user: object = None,
+    attributes: object = None,
 ) -> dict[str, Any]:
-    """The caller's enabled features, as `GET /` answers them."""
-    return {"features": await store.features(_context(settings, version, groups, user))}
+    """The caller's enabled features, as `GET /` answers them; `attributes` (name to value) for the rules."""
+    return {"features": await store.features(_context(settings, version, groups, user, attributes))}
 
 
 @_operation
@@ -102,10 +113,11 @@ async def explain(
     version: object = None,
     groups: object = None,
     user: object = None,
+    attributes: object = None,
 ) -> dict[str, Any]:
     """One feature for a caller, as `GET /features/{name}?explain=true` answers it."""
     name = check_name("feature name", feature, settings)
-    context = _context(settings, version, groups, user)
+    context = _context(settings, version, groups, user, attributes)
     evaluation = evaluate_feature(name, await store.snapshot(context))
     return {"feature": name, "enabled": evaluation.enabled, "reason": evaluation.reason, **evaluation.explanation()}
 

@@ -205,14 +205,32 @@ def entity_options(*, users: bool = True) -> Callable[[F], F]:
 
 
 def caller_options(command: F) -> F:
-    """The caller whose flags are read: --version, --group (repeatable) and --user, all optional."""
+    """The caller whose flags are read: --version, --group (repeatable), --user and --attribute NAME=VALUE
+    (repeatable, for the targeting rules), all optional."""
 
+    @click.option(
+        "--attribute",
+        "attributes",
+        metavar="NAME=VALUE",
+        multiple=True,
+        help="An attribute of the caller's for the rules (repeatable), as text, as a query string sends it.",
+    )
     @click.option("--user", metavar="U", help="The caller's user id.")
     @click.option("--group", "groups", metavar="G", multiple=True, help="A group of the caller's (repeatable).")
     @click.option("--version", metavar="V", help="The caller's version.")
     @functools.wraps(command)
-    def wrapper(version: str | None, groups: tuple[str, ...], user: str | None, **kw: Any) -> Any:
-        return command(caller={"version": version, "groups": list(groups), "user": user}, **kw)
+    def wrapper(
+        version: str | None, groups: tuple[str, ...], user: str | None, attributes: tuple[str, ...], **kw: Any
+    ) -> Any:
+        given: dict[str, str] = {}
+        for attribute in attributes:
+            name, equals, value = attribute.partition("=")
+            if not equals:
+                raise Failure(f"attribute {attribute!r} is not NAME=VALUE, as plan=pro")
+            given[name] = value
+        caller = {"version": version, "groups": list(groups), "user": user}
+        # Only when given: a function deployed before the rules knows no such argument, and need not.
+        return command(caller={**caller, "attributes": given} if given else caller, **kw)
 
     return wrapper  # type: ignore[return-value]
 
