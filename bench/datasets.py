@@ -7,11 +7,15 @@ fields), at percentages from 2 % to 100 %, of which the caller's user is in 35: 
 `values` is `large` with typed flags: a third of its features (every third) carry values, a tenth (every
 tenth) carry variants; 375 enabled, as in `large` (values and variants change what a caller gets, not what
 is on).
+`rules` is `large` with targeting rules: a fifth of its features (every fifth) have one or two rules on the
+caller's attributes (plan, app) or on the time, every second one matching; the caller sends two attributes.
+Every feature of `large` is on by a set already: 375 enabled, as in `large`, the rules evaluated all the same.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from urllib.parse import urlencode
 
 import redis
@@ -25,9 +29,11 @@ from flipper.core.model import (
     parse_percentage,
     revision_key,
     rollout_keys,
+    rules_key,
     value_keys,
     variants_key,
 )
+from flipper.core.rules import parse_rules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,12 +44,14 @@ class DataSet:
     rollouts: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # key -> feature -> percentage
     values: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # key -> feature -> JSON
     variants: dict[str, str] = dataclasses.field(default_factory=dict)  # feature -> its variants' JSON
+    rules: dict[str, str] = dataclasses.field(default_factory=dict)  # feature -> its rules' JSON
 
     @property
     def query(self) -> str:
-        """The caller as a query string: `version=v1&group=g1&user=u1`."""
+        """The caller as a query string: `version=v1&group=g1&user=u1`, and its attributes (`attr.plan=pro`)."""
         params = [("version", self.context.version), *(("group", g) for g in self.context.groups)]
-        return urlencode([*params, ("user", self.context.user)])
+        attributes = [(f"attr.{name}", value) for name, value in self.context.attributes]
+        return urlencode([*params, ("user", self.context.user), *attributes])
 
     @property
     def set_keys(self) -> list[str]:
@@ -53,8 +61,8 @@ class DataSet:
     @property
     def keys(self) -> list[str]:
         """Every key the caller's evaluation reads, in the script's order (`Store.snapshot`'s): the sets, the
-        rollouts, the values, the variants."""
-        return [*self.set_keys, *rollout_keys(self.context), *value_keys(self.context), variants_key()]
+        rollouts, the values, the variants, the rules."""
+        return [*self.set_keys, *rollout_keys(self.context), *value_keys(self.context), variants_key(), rules_key()]
 
     @property
     def positive_keys(self) -> list[str]:
@@ -67,7 +75,9 @@ class DataSet:
             {feature: parse_percentage(raw) or 0 for feature, raw in self.rollouts.get(key, {}).items()}
             for key in rollout_keys(self.context)
         ]
-        return enabled_features(Snapshot(self.context, [self.flags.get(key, []) for key in self.set_keys], rollouts))
+        members = [self.flags.get(key, []) for key in self.set_keys]
+        parsed = {feature: parse_rules(json.loads(text)) for feature, text in self.rules.items()}
+        return enabled_features(Snapshot(self.context, members, rollouts, rules=parsed))
 
     def load(self, client: redis.Redis) -> None:
         """Replace whatever the database holds with this data set, as one more write: the revision goes on
@@ -82,6 +92,8 @@ class DataSet:
             pipeline.hset(key, mapping=fields)
         if self.variants:
             pipeline.hset(variants_key(), mapping=self.variants)
+        if self.rules:
+            pipeline.hset(rules_key(), mapping=self.rules)
         pipeline.execute()
 
 
@@ -151,4 +163,27 @@ def _values() -> DataSet:
 
 
 VALUES = _values()
-DATA_SETS = {data_set.name: data_set for data_set in (SMALL, LARGE, ROLLOUTS, VALUES)}
+
+
+def _rules() -> DataSet:
+    features = sorted({name for names in LARGE.flags.values() for name in names})
+    plan = {"attribute": "plan", "operator": "in", "values": ["pro", "enterprise"]}
+    app = {"attribute": "app", "operator": "semver_gte", "values": ["3.0.0"]}  # the caller's 2.10.0 is below
+    window = [
+        {"attribute": "now", "operator": "after", "values": ["2026-01-01T00:00:00Z"]},
+        {"attribute": "now", "operator": "before", "values": ["2099-01-01T00:00:00Z"]},
+    ]
+    # One rule or two, alternately; every second feature's first rule matches (plan), and the others' never
+    # (app); the two-rule ones add a schedule, open for decades.
+    rules = {
+        feature: canonical_json(
+            [{"when": [plan if index % 2 else app]}, *([{"when": window, "value": index}] if index % 4 == 3 else [])]
+        )
+        for index, feature in enumerate(features[::5])
+    }
+    caller = dataclasses.replace(CALLER, attributes=(("app", "2.10.0"), ("plan", "pro")))
+    return DataSet("rules", LARGE.flags, caller, rules=rules)
+
+
+RULES = _rules()
+DATA_SETS = {data_set.name: data_set for data_set in (SMALL, LARGE, ROLLOUTS, VALUES, RULES)}

@@ -1,7 +1,7 @@
 """`make bench`: Flipper as `make dev-server` runs it, on its own redis-server, under load; numbers, not adjectives.
 
-For each data set (small, large, rollouts, values) it measures, in alternating rounds so drift on a shared machine hits
-both sides alike:
+For each data set (small, large, rollouts, values, rules) it measures, in alternating rounds so drift on a shared
+machine hits both sides alike:
 
 - open loop: latency p50/p95/p99 and achieved rate of evaluation and of `/health` at constant arrival rates;
 - closed loop: throughput of evaluation and of `/health` (one PING through the same stack), their ratio,
@@ -11,7 +11,7 @@ both sides alike:
   the script in the cache's steady state (the revision alone) too;
 - the write path (bench/writes.py): an apply of 5,000 memberships, and the evaluation p99 while applies run.
 
-The large, rollouts and values data sets are measured again against a second Flipper with the cache on
+The large, rollouts, values and rules data sets are measured again against a second Flipper with the cache on
 (FLIPPER_CACHE_MAX_AGE=30, the template's value): the `, cache` columns; and the large one, with and
 without the cache, against Flipper with usage counting off (FLIPPER_USAGE=0): the `, usage off` columns,
 the baseline usage's cost is measured against (on by default, it is on in every other column).
@@ -53,7 +53,7 @@ CACHE = {"FLIPPER_CACHE_MAX_AGE": "30"}  # the template's production value
 USAGE_OFF = {"FLIPPER_USAGE": "0"}
 # Columns measured against another Flipper with other settings: the column's suffix, its environment, the data sets.
 VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
-    "cache": (CACHE, ("large", "rollouts", "values")),
+    "cache": (CACHE, ("large", "rollouts", "values", "rules")),
     "usage off": (USAGE_OFF, ("large",)),
     "cache, usage off": ({**CACHE, **USAGE_OFF}, ("large",)),
 }
