@@ -432,3 +432,23 @@ async def test_the_attributes_of_show_and_explain_are_checked_as_the_apis_are(st
         await run(store, "show", attributes=["plan=pro"])
     with pytest.raises(FlagError, match="attributes given; the limit is"):
         await run(store, "explain", feature="f", attributes={f"a{i}": "x" for i in range(1000)})
+
+
+def test_list_has_a_rules_column_once_a_feature_has_rules(
+    flags: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "RULES" not in flipper(capsys, "list")[1]
+    flipper(capsys, "rule", "add", "new_pricing", "--when", "plan in pro")
+    flipper(capsys, "schedule", "new_pricing", "--from", "2026-12-20T00:00:00Z")
+    code, out, _ = flipper(capsys, "list")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["FEATURE", "ENABLED", "DISABLED", "ROLLOUT", "RULES"]
+    assert rows[-1].split(None, 4) == [
+        "new_pricing",
+        "-",
+        "-",
+        "-",
+        "1. plan is pro; 2. now is after 2026-12-20T00:00:00Z",
+    ]
+    assert rows[0].split() == ["feature_A", "version:v1", "-", "-", "-"]

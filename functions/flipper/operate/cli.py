@@ -514,11 +514,12 @@ def delete(target: Target, feature: str, message: str | None) -> None:
 @cli.command("list", short_help="Every feature and, per entity, on, off or rolled out.")
 @target_options
 def list_(target: Target) -> None:
-    """Every feature in Redis and, per entity, enabled, disabled or rolled out; and values and variants."""
+    """Every feature in Redis and, per entity, enabled, disabled or rolled out; and values, variants and rules."""
     result = target.run("export")
     features = result["flags"]["features"]
     # The typed flags' columns only where there are some: a store of booleans lists as it always did.
     typed = any("values" in entry or "variants" in entry for entry in features.values())
+    targeted = any("rules" in entry for entry in features.values())
     rows = [
         [
             name,
@@ -533,10 +534,18 @@ def list_(target: Target) -> None:
                 if typed
                 else []
             ),
+            *(["; ".join(rule_lines(entry.get("rules", []))) or "-"] if targeted else []),
         ]
         for name, entry in features.items()
     ]
-    header = ["FEATURE", "ENABLED", "DISABLED", "ROLLOUT", *(["VALUES", "VARIANTS"] if typed else [])]
+    header = [
+        "FEATURE",
+        "ENABLED",
+        "DISABLED",
+        "ROLLOUT",
+        *(["VALUES", "VARIANTS"] if typed else []),
+        *(["RULES"] if targeted else []),
+    ]
     lines = _table(header, rows) if rows else ["no features"]
     target.echo({key: value for key, value in result.items() if key != "flags"} | {"features": features}, *lines)
 
