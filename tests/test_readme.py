@@ -83,3 +83,11 @@ def run_story(story: list[tuple[str, str]], own_redis_server: RedisServer, tmp_p
             assert normalized(ran.stdout) == normalized(shown), command
     finally:
         server.stop()
+
+
+def test_the_rules_section_reads_as_it_runs(own_redis_server: RedisServer, tmp_path: Path) -> None:
+    """README's targeting rules and schedule, on a fresh store: the CLI's words and the answers as shown."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    story = list(steps(sections(readme, "Targeting rules and schedules")))
+    assert [command.split()[1] for command, _ in story if command.startswith(".venv")] == ["rule", "schedule"]
+    run_story(story, own_redis_server, tmp_path)
