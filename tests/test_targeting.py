@@ -33,7 +33,7 @@ from flipper.serve import ofrep
 from tests.test_cluster import PREFIX, cluster, cluster_store, writer  # noqa: F401 (fixtures)
 from tests.test_devserver import DevServer, clean_env  # noqa: F401 (fixture)
 from tests.test_store import CONTEXTS, FLAG_DATA, NAMES, Flags
-from tests.test_values import CACHE_ON_AND_OFF
+from tests.test_values import CACHE_ON_AND_OFF, replace_sets
 from tests.timeouts import patient
 
 T0 = 1_900_000_000.0  # an injected "now": 2030-03-17T17:46:40Z
@@ -180,12 +180,7 @@ def _shape(answers: list[dict[str, Any]], reference_answers: list[dict[str, Any]
 
 async def _replace(client: Any, prefix: str, flags: Flags, rule_data: dict[str, list[Any]]) -> None:
     """The database's flags and rules replaced by these, as one more revision."""
-    for key in await client.keys(prefix + "*"):
-        if key != prefix + "revision":
-            await client.delete(key)
-    for key, members in flags.items():
-        if members:
-            await client.sadd(prefix + key, *members)
+    await replace_sets(client, prefix, flags)
     if rule_data:
         await client.hset(prefix + "global:rules", mapping={f: stored(*r) for f, r in rule_data.items()})
     await client.incr(prefix + "revision")

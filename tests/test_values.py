@@ -223,15 +223,20 @@ def variant_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
 VARIANT_DATA = st.dictionaries(NAMES, variant_lists(), max_size=3)
 
 
-async def _replace(client: Any, prefix: str, flags: Flags, rollouts: Rollouts, values: Any, variants: Any) -> None:
-    """The database's flags replaced by these, as one more revision (the revision only rises: a cached store
-    reads everything again)."""
+async def replace_sets(client: Any, prefix: str, flags: Flags) -> None:
+    """Every key under `prefix` but the revision deleted, and `flags`' sets written in their place."""
     for key in await client.keys(prefix + "*"):
         if key != prefix + "revision":
             await client.delete(key)
     for key, members in flags.items():
         if members:
             await client.sadd(prefix + key, *members)
+
+
+async def _replace(client: Any, prefix: str, flags: Flags, rollouts: Rollouts, values: Any, variants: Any) -> None:
+    """The database's flags replaced by these, as one more revision (the revision only rises: a cached store
+    reads everything again)."""
+    await replace_sets(client, prefix, flags)
     for key, fields in rollouts.items():
         if fields:
             await client.hset(prefix + key, mapping={feature: raw for feature, (raw, _) in fields.items()})
