@@ -173,3 +173,25 @@ def test_the_first_matching_rule_wins_and_all_conditions_must_hold() -> None:
 def test_what_cannot_be_stored_is_refused_naming_the_rule_and_operator(rules: Any, message: str) -> None:
     with pytest.raises(RuleError, match=message.replace("(", r"\(").replace("{", r"\{").replace("[", r"\[")):
         parse_rules(rules)
+
+
+def test_rules_are_equal_only_when_they_are_the_same_json() -> None:
+    """Python finds 1 == 1.0 == True: rules compared that way let the cache keep a rule whose value changed."""
+    when = [{"attribute": "plan", "operator": "eq", "values": [1]}]
+    assert parse_rules([{"when": when, "value": {"limit": 1}}]) != parse_rules(
+        [{"when": when, "value": {"limit": 1.0}}]
+    )
+    assert parse_rules([{"when": when, "value": 0}]) != parse_rules([{"when": when, "value": -0.0}])
+    other = [{"attribute": "plan", "operator": "eq", "values": [1.0]}]
+    assert parse_rules([{"when": when}]) != parse_rules([{"when": other}])
+    assert parse_rules([{"when": when, "value": {"a": 1, "b": 2}}]) == parse_rules(
+        [{"when": when, "value": {"b": 2, "a": 1}}]
+    )
+
+
+def test_a_number_too_large_for_a_float_is_of_the_wrong_kind_not_an_error() -> None:
+    huge = 10**400
+    assert not holds("gte", [18], huge)
+    assert not holds("gte", [18], str(huge))
+    with pytest.raises(RuleError, match="is not a finite number"):
+        parse_rules([{"when": [{"attribute": "age", "operator": "gte", "values": [huge]}]}])

@@ -25,7 +25,7 @@ from packaging.version import Version
 from redis.cluster import RedisCluster
 
 from bench.servers import RedisServer
-from flipper.core import rules
+from flipper.core import names, rules
 from flipper.core.model import Context, canonical_json, evaluate_all
 from flipper.core.settings import Settings
 from flipper.core.store import Store
@@ -345,8 +345,6 @@ async def test_bad_attributes_in_a_query_are_refused_naming_them(
 @pytest.mark.parametrize(
     ("context", "error"),
     [
-        ({"plan": ["pro"]}, "attribute 'plan' must be a string, a number or a boolean"),
-        ({"plan": {"a": 1}}, "attribute 'plan' must be a string, a number or a boolean"),
         ({"now": "2030-01-01T00:00:00Z"}, "attribute 'now' is the time of the evaluation; a caller cannot send it"),
         ({"plan": "p" * 257}, "attribute 'plan' is 257 characters long; the limit is 256"),
         ({f"a{n}": n for n in range(33)}, "33 attributes given; the limit is 32"),
@@ -360,6 +358,17 @@ async def test_bad_attributes_in_an_ofrep_context_are_invalid_context(
         400,
         {"key": "f", "errorCode": "INVALID_CONTEXT", "errorDetails": error},
     )
+
+
+@pytest.mark.parametrize("field", [["pro"], {"os": "ios"}, None, True])
+async def test_a_structure_null_or_boolean_in_an_ofrep_context_is_left_out_as_no_rule_can_read_it(
+    client: httpx.AsyncClient, store: Store, field: Any
+) -> None:
+    """OpenFeature contexts may carry structures: an app sending one must not lose every flag for it."""
+    await store.client.sadd("global:positive", "f")
+    answer = await client.post(ofrep.PATH_PREFIX + "v1/evaluate/flags/f", json={"context": {"device": field}})
+    assert (answer.status_code, answer.json()["value"]) == (200, True)
+    assert names.attributes([("device", field), ("plan", "pro")], Settings()) == (("plan", "pro"),)
 
 
 def test_contexts_without_attributes_are_the_contexts_they_were() -> None:
@@ -462,7 +471,9 @@ def test_a_deny_beats_a_rule_and_a_rule_serves_its_value_through_the_sdk(
     assert (staff.value, staff.reason, staff.variant) == ("gold", Reason.TARGETING_MATCH, "rule:1")
     other = sdk.get_string_details("staff_badge", "none", EvaluationContext("u2", {"email": "zoe@other.org"}))
     assert (other.value, other.reason, other.variant) == ("silver", Reason.STATIC, "global")
-    bad = sdk.get_boolean_details("new_pricing", True, EvaluationContext("u1", {"plan": ["pro"]}))
+    listed = sdk.get_boolean_details("new_pricing", True, EvaluationContext("u1", {"plan": ["pro"]}))
+    assert (listed.value, listed.error_code) == (False, None)  # a list is no attribute: left out, so plan is absent
+    bad = sdk.get_boolean_details("new_pricing", True, EvaluationContext("u1", {"plan": "p" * 257}))
     assert (bad.value, bad.error_code) == (True, ErrorCode.INVALID_CONTEXT)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import re
 import time
 import zlib
@@ -24,6 +23,7 @@ from typing import Any
 
 from flipper.core import rules as targeting
 from flipper.core.rules import Rule
+from flipper.core.rules import canonical_json as canonical_json  # where values, variants and rules agree on it
 
 POSITIVE = "positive"
 NEGATIVE = "negative"
@@ -40,11 +40,6 @@ MAX_VALUE_BYTES = 4096  # a value's canonical JSON, in UTF-8 bytes
 # `global:rules` (field: feature, value: its targeting rules as `rules.as_data` writes them, canonical JSON).
 RULES = "rules"
 HASH_KINDS = (ROLLOUT, VALUES, VARIANTS, RULES)  # keys read with HGETALL and written field by field
-
-
-def canonical_json(value: Any) -> str:
-    """`value` as the store holds it: compact, keys sorted, UTF-8 text as is; so equal values are equal text."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
 
 def is_hash_key(key: str) -> bool:

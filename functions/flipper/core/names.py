@@ -52,10 +52,10 @@ def group_set(groups: list[str], settings: Settings) -> tuple[str, ...]:
 
 def attributes(given: Iterable[tuple[str, object]], settings: Settings) -> tuple[tuple[str, str | int | float], ...]:
     """A caller's attributes for the targeting rules, as `model.Context` holds them: (name, value) sorted by
-    name, booleans left out (no operator compares one: a boolean is the same as absent). Refused, naming it:
-    more than `max_attributes`; a name empty, over `rules.MAX_TEXT` characters, or `now` (the evaluation's
-    own time, which a caller cannot send); a text value that `check_name` refuses (so at most
-    `max_id_length` characters); a value that is neither text, a number nor a boolean."""
+    name. Booleans, nulls, lists and objects are left out: no operator compares one, so each is the same as
+    absent, and an OpenFeature context may carry them for other providers. Refused, naming it: more than
+    `max_attributes`; a name empty, over `rules.MAX_TEXT` characters, or `now` (the evaluation's own time,
+    which a caller cannot send); a text value that `check_name` refuses (so at most `max_id_length`)."""
     given = list(given)
     if len(given) > settings.max_attributes:
         raise InvalidName(f"{len(given)} attributes given; the limit is {settings.max_attributes}")
@@ -70,8 +70,6 @@ def attributes(given: Iterable[tuple[str, object]], settings: Settings) -> tuple
             kept[name] = check_name(what, value, settings)
         elif isinstance(value, int | float) and not isinstance(value, bool):
             kept[name] = value
-        elif not isinstance(value, bool):
-            raise InvalidName(f"{what} must be a string, a number or a boolean")
     return tuple(sorted(kept.items()))
 
 

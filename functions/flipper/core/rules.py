@@ -13,6 +13,7 @@ hand-written entry that does not parse is left out by the reader with a warning.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -61,6 +62,11 @@ _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:[Zz]|[
 _DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?", re.ASCII)  # JSON's number grammar
 
 
+def canonical_json(value: Any) -> str:
+    """`value` as the store holds it: compact, keys sorted, UTF-8 text as is; so equal values are equal text."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
 class RuleError(ValueError):
     """A rule that cannot be stored; the message names the rule (1-based), the operator and what is wrong."""
 
@@ -101,12 +107,13 @@ def number(value: object) -> float | None:
     """A finite number from a JSON number or from its text (a query string carries only text), or None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+    if not isinstance(value, int | float) and not (isinstance(value, str) and _DECIMAL.fullmatch(value)):
+        return None
+    try:
         parsed = float(value)
-        return parsed if math.isfinite(parsed) else None
-    return None
+    except OverflowError:  # an integer beyond any float: 10**400
+        return None
+    return parsed if math.isfinite(parsed) else None
 
 
 _OPERAND = {
@@ -163,13 +170,23 @@ _COMPARE = {
 _NO_VALUE = object()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class Rule:
-    """Conditions that must all hold; `value` (when `has_value`) is what the feature serves when it matches."""
+    """Conditions that must all hold; `value` (when `has_value`) is what the feature serves when it matches.
+
+    Rules are equal when their JSON is: Python's own equality finds 1 == 1.0 == True, and the cache, which
+    keeps an entry read again equal, would go on serving a rule whose value changed only so.
+    """
 
     when: tuple[Condition, ...]
     value: Any = None
     has_value: bool = False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rule) and canonical_json(self.as_data()) == canonical_json(other.as_data())
+
+    def __hash__(self) -> int:
+        return hash(canonical_json(self.as_data()))
 
     def matches(self, attributes: Mapping[str, object], now: float) -> bool:
         return all(condition.holds(attributes, now) for condition in self.when)

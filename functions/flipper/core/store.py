@@ -152,7 +152,9 @@ class Store:
                 for node in self.client.get_nodes():
                     await node.disconnect()
             else:
-                await self.client.connection_pool.disconnect()
+                # Idle ones only: one in use carries a command already sent (a usage flush the previous
+                # invocation began), which a retry on a new connection would run twice.
+                await self.client.connection_pool.disconnect(inuse_connections=False)
 
     def _idle(self) -> bool:
         """Whether no command ran for `idle_reconnect` seconds, so that the next one opens a fresh connection."""

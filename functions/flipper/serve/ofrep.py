@@ -34,7 +34,9 @@ FLAG_NOT_FOUND = "FLAG_NOT_FOUND"
 DISABLED = "DISABLED"
 # How deeply a body may nest: a context is two levels and a list of groups; deeper is no context at all.
 MAX_DEPTH = 32
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string, escapes included; an unclosed one is left
+# A JSON string, escapes included. An unclosed one runs to the end, in one pass: were the quote required, each
+# later quote would start a scan to the end again (a body of `"\"\"...` cost its length squared).
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?')
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 
 
