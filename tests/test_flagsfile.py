@@ -183,3 +183,11 @@ def test_the_document_as_data_has_percentages_as_numbers_as_the_yaml_does() -> N
         "features": {"a": {"enabled": ["global"], "rollout": {"global": 97.601, "group:g": 25}}},
     }
     assert yaml.safe_load(flagsfile.dumps(document)) == data
+
+
+@pytest.mark.parametrize("name", ["new\x85search", "a\u2028b", "del\x7f", "csi\x9b[2J", "tab\there"])
+def test_a_name_python_would_not_print_reads_back_the_same_from_yaml_and_from_json(name: str) -> None:
+    """PyYAML wrote NEL raw and a reader folded it into a space; JSON printed C1 controls raw, which YAML refuses."""
+    document = {"flipper": 1, "features": {name: {"enabled": [f"group:{name}"]}}}
+    assert flagsfile.loads(flagsfile.dumps(document), "f") == document
+    assert flagsfile.loads(flagsfile.json_text(flagsfile.as_data(document)), "f") == document

@@ -84,3 +84,8 @@ async def test_plan_and_apply_refuse_naming_a_key_of_another_type_and_write_noth
         with pytest.raises(FlagError, match=rf"^key '{PREFIX}{key}' holds a .*: Flipper cannot read it"):
             await operations.run(store, SETTINGS, name, arguments)
     assert await dump(store) == before
+
+
+async def test_stale_for_longer_than_since_1970_lists_every_flag_not_an_internal_error(store: Store) -> None:
+    result = await operations.run(store, SETTINGS, "stale", {"unused_for": "999999999d"})
+    assert [row["feature"] for row in result["features"]] == ["a", "b"]

@@ -282,7 +282,7 @@ async def stale(store: Store, settings: Settings, unused_for: object) -> dict[st
     seconds = _duration(unused_for)
     now = await store.time_ms()
     features, since, warnings = await _usage(store)
-    cutoff = utc_time((now - seconds * 1000) / 1000)
+    cutoff = utc_time(max(0, now - seconds * 1000) / 1000)  # longer than since 1970: every flag is unused
     # RFC 3339 times of one format compare as text.
     unused = [row for row in features if row["flag"] and (row["last_evaluated"] or "") < cutoff]
     if since is None:

@@ -33,7 +33,8 @@ EVENT_KEY = "flipper_admin"
 OPERATOR_ALIAS = "operator"
 OPERATOR_PATH = "/admin"
 # The actor of a raw invoke: all the function knows is that someone allowed to invoke it did.
-UNVERIFIED = "lambda:InvokeFunction (caller unverified)"
+UNVERIFIED_SUFFIX = "(caller unverified)"  # how every actor that proves no caller ends (text.who reads it)
+UNVERIFIED = f"lambda:InvokeFunction {UNVERIFIED_SUFFIX}"
 logger = logging.getLogger("flipper")
 STATUS = {"invalid": 400, "refused": 409, "store": 503, "internal": 500}
 

@@ -26,7 +26,7 @@ from flipper.core.memberships import FlagError
 from flipper.core.settings import Settings
 from flipper.core.store import Store
 from flipper.core.writes import Refused
-from flipper.operate.admin import EVENT_KEY, OPERATOR_PATH
+from flipper.operate.admin import EVENT_KEY, OPERATOR_PATH, UNVERIFIED_SUFFIX
 
 
 class Backend(Protocol):
@@ -44,7 +44,7 @@ def audit_arguments(backend: Backend) -> dict[str, str]:
 
 
 # Directly on Redis nothing proves who runs a command: anyone holding its credentials can write any entry.
-DIRECT = "redis (caller unverified)"
+DIRECT = f"redis {UNVERIFIED_SUFFIX}"
 
 
 def local_actor() -> str:

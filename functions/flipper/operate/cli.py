@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -119,7 +118,7 @@ class Target:
     def echo(self, data: Any, *lines: str) -> None:
         """`data` as JSON, or `lines` for people, each escaped whole: a name holding a line break stays on its line."""
         if self.as_json:
-            click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+            click.echo(flagsfile.json_text(data))
         else:
             click.echo("\n".join(shown(line) for line in lines))
 
@@ -611,7 +610,7 @@ def export(target: Target, output: Path | None) -> None:
     """The whole flag state as a flags file (YAML) to review in git; `flipper apply` reads it back."""
     result = target.run("export")
     text = (
-        json.dumps(flagsfile.as_data(result["flags"]), ensure_ascii=False, indent=2) + "\n"
+        flagsfile.json_text(flagsfile.as_data(result["flags"])) + "\n"
         if target.as_json
         else flagsfile.dumps(result["flags"])
     )

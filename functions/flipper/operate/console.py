@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import hmac
 import ipaddress
-import json
 import secrets
 import socket
 import time
@@ -512,7 +511,7 @@ def _typed(form: FormData) -> dict[str, Any]:
     if operation == "variants":
         return {"variants": parse_variants(line for line in _field(form, "variants").splitlines() if line.strip())}
     if operation in _RULE_EDITS:  # confirmed: the whole list the preview showed, in a hidden text ("" for none)
-        return {"rules": json.loads(_field(form, "rules")) if _field(form, "rules").strip() else None}
+        return {"rules": parse_json("the rules", _field(form, "rules")) if _field(form, "rules").strip() else None}
     return {_CLEARS[operation]: None} if operation in _CLEARS else {}
 
 

@@ -13,6 +13,7 @@ JSON is YAML too, so a `.json` file reads as well. Used by the CLI and the conso
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -33,10 +34,37 @@ MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 8
 
 
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, but text holding a character Python would not print (a line break, NEL, U+2028,
+    a control) is written double-quoted, where YAML escapes it: PyYAML writes NEL raw otherwise, and a reader
+    folds a raw NEL into a space, so the name that applied back was another."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=None if value.isprintable() else '"')
+
+
+_Dumper.add_representer(str, _text)
+
+
 def dumps(document: dict[str, Any]) -> str:
     """`document` as YAML, percentages as numbers, with a header saying what the file is."""
-    body = yaml.safe_dump(as_data(document), sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
+    body = yaml.dump(
+        as_data(document), Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120
+    )
     return HEADER + body
+
+
+# Inside JSON strings (the only place they can be), what a YAML reader refuses or folds: DEL, C1 controls
+# (NEL among them), and the line and paragraph separators. JSON escapes them as well as any character.
+_UNREADABLE_BY_YAML = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def json_text(data: Any) -> str:
+    """`data` as JSON that reads back through `loads` too (JSON is YAML): text as is, but for what YAML cannot
+    hold raw, escaped; not `ensure_ascii`, whose surrogate pairs YAML reads as two lone surrogates."""
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    return _UNREADABLE_BY_YAML.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
 
 
 def as_data(document: dict[str, Any]) -> dict[str, Any]:

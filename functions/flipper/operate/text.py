@@ -10,6 +10,7 @@ from typing import Any
 from flipper.core import rules
 from flipper.core.memberships import FlagError
 from flipper.core.model import canonical_json
+from flipper.operate.admin import UNVERIFIED_SUFFIX
 
 
 def change_text(change: list[str]) -> str:
@@ -133,5 +134,9 @@ def _escape(c: str) -> str:
 
 
 def who(audit: Mapping[str, str]) -> str:
-    """Who made a change, for people: the actor the path proves, or the claim where only a claim exists."""
-    return f"{audit['claimed_by']} (claimed)" if audit.get("claimed_by") else audit["actor"]
+    """Who made a change, for people: the actor the path proves, or the claim where only a claim exists (the
+    actor then says the caller is unverified). A proven actor is never hidden behind what the caller claims."""
+    claimed, actor = audit.get("claimed_by"), audit["actor"]
+    if not claimed:
+        return actor
+    return f"{claimed} (claimed)" if actor.endswith(UNVERIFIED_SUFFIX) else f"{actor} (claims {claimed})"
