@@ -83,6 +83,8 @@ async def test_bulk_etag_and_304(client: httpx.AsyncClient, store: Store) -> Non
         (b"", 400, "PARSE_ERROR", "body is not JSON: Expecting value"),
         (b"\xff", 400, "PARSE_ERROR", "body is not JSON: "),
         (b"[]", 400, "PARSE_ERROR", 'body must be a JSON object: {"context": {...}}'),
+        (b'{"context": {"age": NaN}}', 400, "PARSE_ERROR", "body is not JSON: NaN is not a JSON number"),
+        (b'{"context": {"age": -Infinity}}', 400, "PARSE_ERROR", "body is not JSON: -Infinity is not a JSON number"),
         (b'{"context": []}', 400, "INVALID_CONTEXT", "context must be a JSON object"),
         (b'{"context": null}', 400, "INVALID_CONTEXT", "context must be a JSON object"),
         (b'{"context": {"targetingKey": 7}}', 400, "INVALID_CONTEXT", "context field 'targetingKey' must be a string"),

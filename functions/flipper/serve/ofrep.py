@@ -90,7 +90,7 @@ async def read_context(request: Request, settings: Settings, key: str | None = N
     if _depth(body) > MAX_DEPTH:
         raise OFREPError(400, PARSE_ERROR, f"body is nested too deeply; the limit is {MAX_DEPTH} levels", key)
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_constant=_not_json)
     except ValueError as exc:  # UnicodeDecodeError is a ValueError
         raise OFREPError(400, PARSE_ERROR, f"body is not JSON: {exc}", key) from None
     if not isinstance(document, dict):
@@ -116,6 +116,12 @@ async def _body(request: Request, limit: int, key: str | None) -> bytes:
         if len(body) > limit:
             raise OFREPError(413, GENERAL, f"body is over {limit} bytes long; the limit is {limit}", key)
     return bytes(body)
+
+
+def _not_json(constant: str) -> None:
+    """Python's json reads NaN and Infinity, which JSON has not: a NaN attribute would make a cache key that
+    never equals itself, one new cached answer a request."""
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _depth(body: bytes) -> int:
