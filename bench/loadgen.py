@@ -100,9 +100,12 @@ class _Pool:
             handed = None  # a waiter may open a new one in its place
         else:
             handed = connection
-        if self.waiting:
-            self.waiting.popleft().set_result(handed)
-        elif handed is not None:
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():  # a waiter cancelled (its request timed out) takes nothing
+                waiter.set_result(handed)
+                return
+        if handed is not None:
             self.idle.append(handed)
 
 
