@@ -682,7 +682,7 @@ def test_a_bad_rule_is_refused_on_the_page_and_a_stale_removal_writes_nothing(
 ) -> None:
     add_rule(page, "f", "plan like pro")
     expect(page.locator("#error")).to_contain_text("rule 1, operator 'like': unknown; operators are in, not_in")
-    add_rule(page, "f", "version semver_gte 2.1")
+    add_rule(page, "f", "app semver_gte 2.1")
     expect(page.locator("#error")).to_contain_text("rule 1, operator 'semver_gte': '2.1' is not a semantic version")
     add_rule(page, "f", "")
     expect(page.locator("#error")).to_contain_text("rule 1: when must be a non-empty list of conditions")
