@@ -51,7 +51,14 @@ end
 local prefix_length = tonumber(ARGV[4])
 local known = 6 + 2 * tonumber(ARGV[5])  -- m, then the features known before the registry was kept
 local first = known + 1 + tonumber(ARGV[known])
-local registry_kept = redis.call('EXISTS', KEYS[4]) == 1  -- before this change's own registrations
+-- A store that kept no registry knows every flag it names: they are registered first, implied (not changes of
+-- their own), so that a triple taking one out of the registry (delete, a pruning apply) is a change as planned.
+local registry_kept = redis.call('EXISTS', KEYS[4]) == 1
+if not registry_kept then
+  for i = known + 1, first - 1 do
+    redis.call('SADD', KEYS[4], ARGV[i])
+  end
+end
 local changes = {}
 for i = first, #ARGV, 3 do
   local key, member, wanted = KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2]
@@ -77,12 +84,10 @@ for i = first, #ARGV, 3 do
   end
 end
 if #changes == 0 then
-  return {'unchanged', text(revision)}
-end
-if not registry_kept then
-  for i = known + 1, first - 1 do
-    redis.call('SADD', KEYS[4], ARGV[i])  -- implied, as a membership's registration is: not a change of its own
+  if not registry_kept then
+    redis.call('DEL', KEYS[4])  -- as it was: an empty change writes nothing at all
   end
+  return {'unchanged', text(revision)}
 end
 
 revision = redis.call('INCR', KEYS[1])

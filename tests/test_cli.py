@@ -135,8 +135,10 @@ def test_apply_reads_stdin_and_prunes(
     stdin = io.TextIOWrapper(io.BytesIO(b"flipper: 1\nfeatures:\n  feature_A:\n    enabled: [global]\n"))
     monkeypatch.setattr(sys, "stdin", stdin)  # with bytes beneath, as a real stdin: apply reads bytes
     code, out, _ = flipper(capsys, "apply", "-", "--prune", "--json")
-    assert (code, len(json.loads(out)["changes"])) == (0, 4)
+    # feature_A moved to global; feature_B out of both its sets, and no longer known (pruned: not in the file).
+    assert (code, len(json.loads(out)["changes"])) == (0, 5)
     assert flipper(capsys, "show")[1] == "feature_A\n"
+    assert flags.smembers("features") == {"feature_A"}
 
 
 def test_undo_and_its_refusal(flags: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:

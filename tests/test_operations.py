@@ -287,7 +287,12 @@ async def test_a_dry_run_plan_writes_nothing_at_all(store: Store) -> None:
     await store.client.sadd("global:positive", "a")
     before = await dump(store)
     planned = await run(store, "plan", flags_file=flags_file({"b": {"enabled": ["global"]}}), prune=True)
-    assert len(planned["changes"]) == 2
+    # a is pruned, and so no longer known (the store kept no registry: every flag it named was known).
+    assert planned["changes"] == [
+        ["global:positive", "a", "1", ""],
+        ["features", "a", "1", ""],
+        ["global:positive", "b", "", "1"],
+    ]
     assert await dump(store) == before
 
 
@@ -430,7 +435,8 @@ async def test_undo_refuses_when_a_later_entry_touched_the_same_flags_unless_for
     assert await dump(store) == before
     forced = await run(store, "undo", entry=first["entry"], actor=ACTOR, force=True)
     assert forced["changes"] == [["global:rollout", "a", "20", ""]]  # back to before the undone entry
-    assert (await run(store, "export"))["flags"]["features"] == {"b": {"enabled": ["global"]}}
+    # a is named nowhere now, and still known (registered: only delete forgets a flag).
+    assert (await run(store, "export"))["flags"]["features"] == {"a": {}, "b": {"enabled": ["global"]}}
 
 
 async def test_undo_of_an_unknown_or_malformed_entry_is_refused(store: Store) -> None:

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flipper.core.memberships import FlagError, value_json
-from flipper.core.model import MAX_VALUE_BYTES
+from flipper.core.model import MAX_VALUE_BYTES, Context, unknown
 from flipper.core.settings import Settings
 from flipper.core.store import Store
 from flipper.operate import flagsfile
@@ -291,3 +291,49 @@ async def test_the_first_write_registers_the_flags_already_in_the_store_without_
     await store.client.delete("features")
     await change(store, "enable", "other", "global")  # unchanged: nothing is written, the registry neither
     assert await store.client.exists("features") == 0
+
+
+async def test_a_flag_known_but_named_by_no_entity_is_exported_promoted_and_stays_known(store: Store) -> None:
+    """Its memberships cleared, a flag is still known (only delete forgets it): off for everyone, not
+    FLAG_NOT_FOUND. Export writes it as `{}`, and apply carries that into another prefix."""
+    await change(store, "enable", "parked", "global")
+    await change(store, "clear", "parked", "global")
+    await change(store, "enable", "live", "group:beta")
+    exported = (await run(store, "export"))["flags"]
+    assert exported["features"] == {"live": {"enabled": ["group:beta"]}, "parked": {}}
+    production = Store(store.client, "{production}:")
+    planned = await run(production, "plan", flags_file=exported)
+    # live's registration is implied by its membership (the script makes it); parked's is a change of its own.
+    assert planned["changes"] == [["group:beta:positive", "live", "", "1"], ["features", "parked", "", "1"]]
+    assert (await apply(production, exported))["changes"] == planned["changes"]
+    assert await store.client.smembers("{production}:features") == {"live", "parked"}
+    snapshot = await production.snapshot(Context(), registry=True)
+    assert (unknown("parked", snapshot), unknown("never_written", snapshot)) == (False, True)
+    assert (await run(production, "export"))["flags"] == exported
+    assert (await apply(production, exported))["changes"] == []
+
+
+async def test_prune_forgets_what_it_clears_even_where_no_registry_was_kept(store: Store) -> None:
+    """A store only written around Flipper knows every flag it names; a pruning apply takes the flags the file
+    does not name out of the registry its first write starts, and says so in the plan and the audit alike."""
+    await store.client.sadd("global:positive", "kept", "pruned")
+    document = {"flipper": 1, "features": {"kept": {"enabled": ["global"]}}}
+    planned = await run(store, "plan", flags_file=document, prune=True)
+    assert planned["changes"] == [["global:positive", "pruned", "1", ""], ["features", "pruned", "1", ""]]
+    assert (await apply(store, document, prune=True))["changes"] == planned["changes"]
+    assert await store.client.smembers("features") == {"kept"}
+    assert (await run(store, "export"))["flags"] == document
+
+
+async def test_delete_where_no_registry_was_kept_leaves_the_flag_unknown(store: Store) -> None:
+    await store.client.sadd("version:v1:positive", "gone", "stays")
+    result = await run(store, "delete", feature="gone", actor=ACTOR)
+    assert result["changes"] == [["version:v1:positive", "gone", "1", ""], ["features", "gone", "1", ""]]
+    assert await store.client.smembers("features") == {"stays"}
+
+
+async def test_an_unchanged_write_where_no_registry_was_kept_writes_no_registry(store: Store) -> None:
+    await store.client.sadd("global:positive", "on")
+    before = await dump(store)
+    assert (await change(store, "enable", "on", "global"))["entry"] is None
+    assert await dump(store) == before

@@ -5,7 +5,9 @@ A membership is one fact Redis holds: `(key, feature) -> value`, with the key un
 percentage for it; a values hash (`group:beta:values`) its value there, `global:variants` its variants and
 `global:rules` its targeting rules, as canonical JSON (model.canonical_json: equal values are equal text, so a
 plan compares text). Absent memberships are not stored: "" is absent everywhere, as in lua/write.lua.
-Flags written with plain `redis-cli SADD` are memberships like any other.
+Flags written with plain `redis-cli SADD` are memberships like any other. The registry (`features`, every
+flag the write path has written) is one too: `(REGISTRY, feature) -> "1"`, which is how a flag known but on
+and off nowhere (all its memberships taken away) is exported, promoted and applied, and stays known.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from flipper.core.model import (
     MAX_VALUE_BYTES,
     NEGATIVE,
     POSITIVE,
+    REGISTRY,
     ROLLOUT,
     RULES,
     VALUES,
@@ -256,7 +259,7 @@ async def read_state(store: Store, skipped: list[str] | None = None) -> tuple[in
     A key of another type than its name says (written around Flipper) cannot be read. With `skipped`, it is
     left out and a warning naming it appended there: what is only shown goes on without it. Without, it is
     a FlagError naming it: what is written from the state must not guess what that key would hold."""
-    keys = [key for key in await store.all_keys() if _is_flag_key(key)]
+    keys = [key for key in await store.all_keys() if key == REGISTRY or _is_flag_key(key)]
     revision, contents = await store.snapshot_keys(keys)
     state: Memberships = {}
     for key, content in zip(keys, contents, strict=True):
@@ -312,8 +315,8 @@ def _is_flag_key(key: str) -> bool:
 def features_of(state: Memberships) -> dict[str, dict[str, Any]]:
     """The state per feature, as the flags file holds it: `{feature: {enabled: [...], disabled: [...],
     rollout: {entity: percentage}, values: {entity: value}, variants: {name: {weight, value}}, rules: [{when,
-    value}]}}`, entities broadest first, features by code point. Values, variants and rules as
-    read_state(skipped) left them: JSON."""
+    value}]}}`, entities broadest first, features by code point; `{}` for a registered flag that no entity
+    names. Values, variants and rules as read_state(skipped) left them: JSON."""
     grouped: dict[str, dict[str, dict[str, str]]] = {}
     for (key, feature), value in state.items():
         name, _, suffix = key.rpartition(":")
@@ -342,9 +345,10 @@ def features_of(state: Memberships) -> dict[str, dict[str, Any]]:
 
 
 def memberships_of(features: Mapping[str, Mapping[str, Any]]) -> Memberships:
-    """The inverse of `features_of`, for features already checked by `check_features`."""
+    """The inverse of `features_of`, for features already checked by `check_features`: each one registered."""
     state: Memberships = {}
     for feature, entry in features.items():
+        state[REGISTRY, feature] = "1"
         for field, suffix in FIELDS.items():
             if suffix == ROLLOUT:
                 state.update(((f"{name}:{suffix}", feature), value) for name, value in entry.get(field, {}).items())
@@ -456,14 +460,22 @@ Change = tuple[str, str, str, str]  # key, feature, before, after: as lua/write.
 
 
 def plan(current: Memberships, desired: Memberships, features: Iterable[str]) -> list[Change]:
-    """The memberships to change so that `features` hold in `current` exactly what they hold in `desired`."""
+    """The memberships to change so that `features` hold in `current` exactly what they hold in `desired`.
+
+    A store that keeps no registry yet (only ever written around Flipper) knows every flag it names, and its
+    first write registers them all (operations._known_before_registry): so they are planned as registered.
+    A registration implied by a membership the plan adds (lua/write.lua registers it) is not planned apart."""
     named = set(features)
+    if not any(key == REGISTRY for key, _ in current):
+        current = {**current, **{(REGISTRY, feature): "1" for _, feature in current}}
     relevant = {m for m in current.keys() | desired.keys() if m[1] in named}
-    return [
+    changes = [
         (key, feature, current.get((key, feature), ""), desired.get((key, feature), ""))
         for key, feature in sorted(relevant, key=_change_order)
         if _value(key, current.get((key, feature), "")) != _value(key, desired.get((key, feature), ""))
     ]
+    added = {feature for key, feature, _, after in changes if after and key != REGISTRY}
+    return [change for change in changes if not (change[0] == REGISTRY and change[3] and change[1] in added)]
 
 
 def warnings(changes: Iterable[Change]) -> list[str]:
@@ -498,5 +510,7 @@ def _value(key: str, text: str) -> object:
 
 def _change_order(membership: tuple[str, str]) -> tuple[str, tuple[int, str], str]:
     key, feature = membership
+    if key == REGISTRY:  # after the feature's memberships, as the flag it makes known
+        return feature, (len(ENTITY_KINDS) + 1, ""), key
     name, _, suffix = key.rpartition(":")
     return feature, entity_sort_key(name), suffix

@@ -253,7 +253,8 @@ async def delete(
     expected = _revision(revision)
     read_at, state = await memberships.read_state(store)
     # Out of the registry too: the API no longer knows it (FLAG_NOT_FOUND), as before it was ever written.
-    wanted = [(key, member, "") for key, member in state if member == name] + [(REGISTRY, name, "")]
+    wanted = [(key, member, "") for key, member in state if member == name and key != REGISTRY]
+    wanted.append((REGISTRY, name, ""))
     # At the revision read, at the latest: a change landing meanwhile (at a key not read) would survive.
     result = await _write(
         store,
