@@ -235,6 +235,21 @@ async def test_the_store_stays_bounded_whatever_names_callers_send(flags: Store,
     await instance.aclose()
 
 
+async def test_names_that_are_no_flag_cannot_take_a_registered_flags_place(flags: Store, settings: Settings) -> None:
+    """Filled by names callers made up, usage still counts every registered flag: one never counted would
+    look stale, and be deleted while code still asks for it."""
+    bounded = dataclasses.replace(settings, usage_max_features=2)
+    await flags.client.sadd("features", "late_flag")  # registered, as every write through Flipper does
+    instance = Instance(flags, bounded, Clock())
+    for name in ("r1", "r2", "r3"):
+        await instance.get(f"/features/{name}")
+    await instance.get("/features/late_flag")
+    await instance.get("/features/r4")
+    await instance.usage.close(5)
+    assert (await usage(flags))[0] == {"r1": 1, "r2": 1, "late_flag": 1}
+    await instance.aclose()
+
+
 async def test_the_lifespan_shutdown_flushes(flags: Store, settings: Settings) -> None:
     app = create_app(sibling(flags), settings)
     async with app.router.lifespan_context(app):

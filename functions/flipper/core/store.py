@@ -334,12 +334,12 @@ class Store:
 
     async def add_usage(self, limit: int, now_ms: int, counted: list[tuple[str, int, int]]) -> int:
         """Add `(feature, evaluations, last seen in ms)` to the usage hashes in one lua/usage.lua call, new
-        features only while they hold fewer than `limit`; how many were left out at that bound."""
+        features only while they hold fewer than `limit` or when registered; how many were left out."""
         args: list[str | int] = [limit, now_ms]
         for triple in counted:
             args.extend(triple)
         async with self._command():
-            return await self._add_usage(keys=usage_keys(self.key_prefix), args=args)
+            return await self._add_usage(keys=[*usage_keys(self.key_prefix), registry_key(self.key_prefix)], args=args)
 
     async def usage(self) -> tuple[dict[str, str], dict[str, str], str | None]:
         """The usage hashes as they are: evaluations and last seen (ms) per feature, and when recording began."""
