@@ -24,6 +24,7 @@ from bench.servers import RedisServer
 from flipper.core.cache import Cache
 from flipper.core.connection import StoreError, StoreUnavailable, client_from_settings
 from flipper.core.model import Context, flag_keys, rollout_keys
+from flipper.core.rules import parse_rules
 from flipper.core.settings import Settings
 from flipper.core.store import Store
 from flipper.serve.app import create_app
@@ -271,6 +272,31 @@ def test_the_memory_bound_holds_and_evicts_the_least_recently_used() -> None:
     cache.revision = 1
     assert cache.held(["group:g1999:positive"], 0.0)[0] is not None  # the newest stays
     assert cache.held(["group:g0:positive"], 0.0) == [None]  # the oldest went first
+
+
+def test_the_memory_bound_counts_everything_parsed_rules_hold() -> None:
+    """Rules are held parsed: their conditions, values, operands and the value they serve count, not only the
+    tuple that holds them (callers cannot write rules, but a store of many rules must fit the budget too)."""
+    budget = 1_000_000
+    cache = Cache(MAX_AGE, budget)
+    tracemalloc.start()
+    baseline = tracemalloc.get_traced_memory()[0]
+    for number in range(1_000):
+        raw = [
+            {
+                "when": [
+                    {"attribute": f"plan{number}", "operator": "in", "values": [f"p{i}_{number}" for i in range(20)]},
+                    {"attribute": "app", "operator": "semver_gte", "values": [f"2.{number}.0"]},
+                ],
+                "value": {"tier": f"gold{number}", "limits": [number, number + 1, number + 2]},
+            }
+        ]
+        cache.store(f"n{number}:rules", {f"feature_{number}": parse_rules(raw)}, 1, 0.0)
+        assert cache.size <= budget
+    held = tracemalloc.get_traced_memory()[0] - baseline
+    tracemalloc.stop()
+    assert held <= budget * 1.25, held
+    assert 0 < len(cache) < 1_000
 
 
 def test_an_entry_larger_than_the_budget_is_not_held() -> None:

@@ -47,7 +47,7 @@ class Entry:
 
 
 def _size(item: object) -> int:
-    """A hash's field value in bytes: a tuple of variants counted with each variant (their `__sizeof__`)."""
+    """A hash's field value in bytes: a tuple of variants or rules counted with each one (their `__sizeof__`)."""
     return sys.getsizeof(item) + (sum(map(sys.getsizeof, item)) if isinstance(item, tuple) else 0)
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -173,6 +174,16 @@ _COMPARE = {
 _NO_VALUE = object()
 
 
+def _deep_size(data: object) -> int:
+    """The bytes `data` takes with everything it holds (JSON-like data: its depth is bounded when parsed)."""
+    size = sys.getsizeof(data)
+    if isinstance(data, dict):
+        return size + sum(_deep_size(key) + _deep_size(value) for key, value in data.items())
+    if isinstance(data, list | tuple):
+        return size + sum(map(_deep_size, data))
+    return size
+
+
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class Rule:
     """Conditions that must all hold; `value` (when `has_value`) is what the feature serves when it matches.
@@ -193,6 +204,10 @@ class Rule:
 
     def matches(self, attributes: Mapping[str, object], now: float) -> bool:
         return all(condition.holds(attributes, now) for condition in self.when)
+
+    def __sizeof__(self) -> int:  # what the cache counts: everything the rule holds, its value included
+        held = [(c.attribute, c.values, c.operands) for c in self.when]
+        return object.__sizeof__(self) + sum(map(object.__sizeof__, self.when)) + _deep_size([held, self.value])
 
     def as_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"when": [condition.as_data() for condition in self.when]}
