@@ -100,11 +100,12 @@ def flipper(redis_server: RedisServer, *args: str) -> None:
         assert terminal.submit(main, [*args, "--redis-url", redis_server.url, "--actor", OTHER]).result() == 0
 
 
-def evaluate_as(page: Page, *, version: str = "", groups: str = "", user: str = "") -> None:
+def evaluate_as(page: Page, *, version: str = "", groups: str = "", user: str = "", attributes: str = "") -> None:
     panel = page.locator("#evaluate")
     panel.get_by_label("Version").fill(version)
     panel.get_by_label("Groups").fill(groups)
     panel.get_by_label("User").fill(user)
+    panel.get_by_label("Attributes").fill(attributes)
     panel.get_by_role("button", name="Evaluate").click()
 
 
@@ -675,6 +676,21 @@ def test_a_scheduled_feature_shows_its_next_change(page: Page, flags: redis.Redi
     expect(sale.locator(".next-change")).to_have_text("next change 2099-01-06T00:00:00.000Z")
     launch = page.locator('#flags tr[data-feature="launch"][data-entity="global"]')
     expect(launch.locator(".next-change")).to_have_text("next change 2098-03-01T09:30:00.000Z")
+
+
+def test_a_caller_with_attributes_is_evaluated_by_the_rules(page: Page, flags: redis.Redis, redis_server) -> None:
+    flipper(redis_server, "rule", "add", "new_pricing", "--when", "plan in pro,enterprise", "--when", "seats gte 10")
+    page.reload()
+    evaluate_as(page, user="u1", attributes="plan=pro, seats=12")
+    assert evaluated(page, "new_pricing").split() == [
+        *["new_pricing", "on", "TARGETING_MATCH", "rule", "1", "held:"],
+        *["plan", "is", "pro", "or", "enterprise,", "and", "seats", "is", "at", "least", "10"],
+    ]
+    evaluate_as(page, user="u1", attributes="plan=pro seats=9")  # numeric text is a number: 9 is below 10
+    assert evaluated(page, "new_pricing").split() == ["new_pricing", "off", "DEFAULT", "no", "rule", "held"]
+    evaluate_as(page, attributes="now=2030-01-01T00:00:00Z")  # refused as the API refuses it, the flags still shown
+    expect(page.locator("#evaluate-error")).to_contain_text("attribute 'now' is the time of the evaluation")
+    expect(page.locator('#flags tr[data-feature="new_pricing"]')).to_have_count(1)
 
 
 def test_a_bad_rule_is_refused_on_the_page_and_a_stale_removal_writes_nothing(

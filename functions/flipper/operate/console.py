@@ -18,7 +18,7 @@ import ipaddress
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -63,7 +63,7 @@ HEADERS = {
     "cache-control": "no-store",
 }
 # What the page's address keeps across changes: the filters and the caller being evaluated.
-VIEW_FIELDS = ("name", "entity", "stale", "version", "groups", "user")
+VIEW_FIELDS = ("name", "entity", "stale", "version", "groups", "user", "attributes")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,6 +145,7 @@ class View:
     version: str = ""
     groups: str = ""
     user: str = ""
+    attributes: str = ""  # NAME=VALUE, separated by commas or spaces: what the targeting rules compare
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> View:
@@ -156,10 +157,12 @@ class View:
 
     def caller(self) -> dict[str, Any] | None:
         """The evaluated caller as `explain` takes it, or None when none is given."""
-        if not (self.version or self.groups or self.user):
+        if not (self.version or self.groups or self.user or self.attributes):
             return None
         groups = [group for group in self.groups.replace(",", " ").split() if group]
-        return {"version": self.version or None, "groups": groups, "user": self.user or None}
+        # Text, as a query string's attr.NAME=VALUE is: the number operators read numeric text as a number.
+        attributes = dict(item.partition("=")[::2] for item in self.attributes.replace(",", " ").split())
+        return {"version": self.version or None, "groups": groups, "user": self.user or None, "attributes": attributes}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -252,12 +255,7 @@ class Console:
             and (stale is None or feature in stale)
             and (entities := _entities(entry, view.entity))
         ]
-        caller = view.caller()
-        evaluated = None
-        if caller is not None:
-            evaluated = await asyncio.gather(
-                *(self.backend.call("explain", {"feature": feature, **caller}) for feature in features)
-            )
+        evaluated, evaluate_error = await self.evaluate(view, features)
         return {
             "revision": exported["revision"],
             "warnings": exported.get("warnings", []),  # keys left out of the export: of the wrong type, say
@@ -268,9 +266,23 @@ class Console:
             ),
             "history": history["entries"],
             "evaluated": evaluated,
+            "evaluate_error": evaluate_error,
             "last_seen": {row["feature"]: row["last_evaluated"] for row in usage["features"]},
             "stale_error": stale_error,
         }
+
+    async def evaluate(self, view: View, features: Iterable[str]) -> tuple[list[Any] | None, str | None]:
+        """Each feature explained for the view's caller (None: no caller given), or why the caller is not one
+        (an attribute the API would refuse): said beside the form, the flags still shown."""
+        caller = view.caller()
+        if caller is None:
+            return None, None
+        try:
+            return await asyncio.gather(
+                *(self.backend.call("explain", {"feature": feature, **caller}) for feature in features)
+            ), None
+        except FlagError as exc:
+            return None, str(exc)
 
     async def stale(self, view: View) -> tuple[set[str] | None, str | None]:
         """The flags not evaluated within the view's duration (None: no such filter), or why the duration is
