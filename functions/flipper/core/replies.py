@@ -81,11 +81,11 @@ def contents(key: str, raw: list[str]) -> Contents:
     if kind == ROLLOUT:
         return percentages(key, raw)
     if kind == VALUES:
-        return _hash(key, raw, _value)
+        return _hash(key, raw, _remembered_value)
     if kind == VARIANTS:
-        return _hash(key, raw, _variants)
+        return _hash(key, raw, _remembered_variants)
     if kind == RULES:
-        return _hash(key, raw, _rules)
+        return _hash(key, raw, _remembered_rules)
     return frozenset(raw)
 
 
@@ -211,3 +211,18 @@ def _rules(raw: str) -> tuple[rules.Rule, ...]:
         if rule.has_value:
             _checked(rule.value)
     return parsed
+
+
+def _remembered(parse: Callable[[str], Any], longest: int, entries: int) -> Callable[[str], Any]:
+    """`parse`, remembering what it made of the last `entries` texts of at most `longest` characters. Without
+    the cache every read parses every entry again, and the same text always parses to the same result (held
+    as it is, never changed: the cache shares it across answers too). What `parse` refuses is not remembered
+    (lru_cache keeps no exception), so its warning is logged at every read, as before."""
+    remembered = functools.lru_cache(maxsize=entries)(parse)
+    return lambda raw: remembered(raw) if len(raw) <= longest else parse(raw)
+
+
+# At most about 1 MiB of text each (parsed rules are larger: about ten times their text).
+_remembered_value = _remembered(_value, 256, 4096)
+_remembered_variants = _remembered(_variants, 1024, 1024)
+_remembered_rules = _remembered(_rules, 1024, 1024)

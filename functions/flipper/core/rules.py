@@ -13,6 +13,7 @@ hand-written entry that does not parse is left out by the reader with a warning.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -120,12 +121,24 @@ def number(value: object) -> float | None:
     return parsed if math.isfinite(parsed) else None
 
 
-_OPERAND = {
+# Each kind's parser: of a rule's operands when written, and of a caller's attributes.
+_PARSE = {
     TEXT: lambda value: value if isinstance(value, str) else None,
     NUMBER: number,
     SEMVER: semver,
     TIME: timestamp,
 }
+
+
+def _remembering(parse: Any) -> Any:
+    """`parse` for a caller's attributes, remembering the last texts and numbers it parsed: one evaluation
+    compares the same attribute under many features' rules. Typed, so that 1 and 1.0 stay apart; anything
+    else (a list: names.attributes leaves such out, a condition is false for it all the same) is parsed."""
+    remembered = functools.lru_cache(maxsize=1024, typed=True)(parse)
+    return lambda value: remembered(value) if isinstance(value, str | int | float) else parse(value)
+
+
+_ATTRIBUTE = {kind: _remembering(parse) for kind, parse in _PARSE.items()}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -143,7 +156,7 @@ class Condition:
             actual: Any = now
         else:
             raw = attributes.get(self.attribute)
-            actual = None if raw is None else _OPERAND[OPERATORS[self.operator]](raw)
+            actual = None if raw is None else _ATTRIBUTE[OPERATORS[self.operator]](raw)
         return actual is not None and _COMPARE[self.operator](actual, self.operands)
 
     def as_data(self) -> dict[str, Any]:
@@ -271,7 +284,7 @@ def _condition(index: int, entry: object) -> Condition:
 
 def _operand(where: str, kind: str, value: object) -> Any:
     # A rule's numbers are written as numbers; only callers' attributes may arrive as text (a query string).
-    parsed = None if kind == NUMBER and isinstance(value, str) else _OPERAND[kind](value)
+    parsed = None if kind == NUMBER and isinstance(value, str) else _PARSE[kind](value)
     if parsed is None or (kind == TEXT and len(value) > MAX_TEXT):  # type: ignore[arg-type]
         expected = {
             TEXT: f"text of at most {MAX_TEXT} characters",
