@@ -28,6 +28,8 @@ VARIANTS: dict[str, tuple[DataSet, Mapping[str, str]]] = {
     "rollouts": (DATA_SETS["rollouts"], {}),
     "large, cache": (DATA_SETS["large"], CACHE),
     "rollouts, cache": (DATA_SETS["rollouts"], CACHE),
+    "values, cache": (DATA_SETS["values"], CACHE),
+    "rules, cache": (DATA_SETS["rules"], CACHE),
     # Usage counting is on by default: its cost is the difference from these.
     "large, usage off": (DATA_SETS["large"], USAGE_OFF),
     "large, cache, usage off": (DATA_SETS["large"], {**CACHE, **USAGE_OFF}),
