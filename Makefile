@@ -128,7 +128,7 @@ invoke: install-develop ## Run the built artifact's handler on EVENT=tests/event
 local-api: build ## sam local start-api on :5000 with local-env.json (needs Docker, and Redis on the host's 6379)
 	$(SAM) local start-api
 
-bench: install-develop ## Benchmark (~15 min): latency, throughput vs /health, script vs SUNION; rewrites docs/performance.md
+bench: install-develop ## Benchmark (~30 min): latency, throughput vs /health, script vs SUNION; rewrites docs/performance.md
 	$(INSTALL_REDIS)
 	$(BIN)/pip install --quiet matplotlib  # the chart only: not a dependency of Flipper
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
