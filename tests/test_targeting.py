@@ -243,6 +243,16 @@ async def test_a_hand_written_entry_that_does_not_parse_is_left_out_with_a_warni
     assert "global:rules, field 'bad': rule 1: when must be a non-empty list of conditions; left out" in caplog.text
 
 
+async def test_an_attribute_may_be_called_version_on_the_seed_api(client: httpx.AsyncClient, store: Store) -> None:
+    """`attr.version` is an attribute like any other there (OFREP's `version` field is the caller's version):
+    a rule on it holds, and is stored and read back as any rule."""
+    await store.client.sadd("version:v1:positive", "other")
+    await store.client.hset("global:rules", "f", stored({"when": [condition("version", "semver_gte", "2.0.0")]}))
+    on = await client.get("/features/f", params={"version": "v1", "attr.version": "2.1.0"})
+    off = await client.get("/features/f", params={"version": "v1", "attr.version": "1.9.0"})
+    assert (on.json()["enabled"], off.json()["enabled"]) == (True, False)
+
+
 @pytest.mark.parametrize("settings", [Settings(cache_max_age=3600)])
 async def test_an_answer_is_reused_until_its_boundary_and_no_later(client: httpx.AsyncClient, store: Store) -> None:
     opens, closes = T0 + 10, T0 + 20

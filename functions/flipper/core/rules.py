@@ -23,9 +23,6 @@ from datetime import datetime
 from typing import Any
 
 NOW = "now"
-# The OFREP context fields that say who the caller is (user, version, groups), not what: never attributes, so
-# a rule on one could never hold. Targeted by the sets (`flipper enable --version`), not by rules.
-CALLER_FIELDS = {"targetingKey": "--user", "version": "--version", "group": "--group"}
 MAX_RULES = 32  # per feature
 MAX_CONDITIONS = 16  # per rule
 MAX_VALUES = 100  # per condition
@@ -264,11 +261,6 @@ def _condition(index: int, entry: object) -> Condition:
         raise RuleError(f"{where}: unknown; operators are {', '.join(OPERATORS)}")
     if not isinstance(attribute, str) or not attribute or len(attribute) > MAX_TEXT:
         raise RuleError(f"{where}: the attribute must be a name of 1 to {MAX_TEXT} characters")
-    if attribute in CALLER_FIELDS:
-        raise RuleError(
-            f"{where}: {attribute} says who the caller is, not what; no rule sees it: enable the feature"
-            f" {CALLER_FIELDS[attribute]} instead"
-        )
     kind = OPERATORS[operator]
     if attribute == NOW and kind != TIME:
         raise RuleError(f"{where}: the attribute now is a time; compare it with before or after")

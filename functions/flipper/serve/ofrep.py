@@ -19,7 +19,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from flipper.core.model import Context, Evaluation, rules_key
-from flipper.core.rules import CALLER_FIELDS
 from flipper.core.settings import Settings
 from flipper.serve._utils import route_path
 from flipper.serve.query import attribute_set, check_name, group_set, path_name
@@ -132,6 +131,9 @@ def _depth(body: bytes) -> int:
     return max(itertools.accumulate(1 if byte in b"[{" else -1 for byte in brackets), default=0)
 
 
+_CONTEXT = ("targetingKey", "version", "group")  # the fields that say who the caller is; the others are attributes
+
+
 def _context(fields: dict[str, Any], settings: Settings) -> Context:
     groups = fields.get("group")
     if groups is None:
@@ -146,10 +148,9 @@ def _context(fields: dict[str, Any], settings: Settings) -> Context:
         version=None if version is None else _string("version", version, settings),
         groups=unique,
         user=None if user is None else _string("targetingKey", user, settings),
-        # Every field but those saying who the caller is; JSON null reads as absent, as it does for those.
+        # JSON null reads as absent, as it does for the fields above.
         attributes=attribute_set(
-            ((name, value) for name, value in fields.items() if name not in CALLER_FIELDS and value is not None),
-            settings,
+            ((name, value) for name, value in fields.items() if name not in _CONTEXT and value is not None), settings
         ),
     )
 
