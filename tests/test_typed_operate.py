@@ -337,3 +337,31 @@ async def test_an_unchanged_write_where_no_registry_was_kept_writes_no_registry(
     before = await dump(store)
     assert (await change(store, "enable", "on", "global"))["entry"] is None
     assert await dump(store) == before
+
+
+async def test_undoing_a_registration_leaves_a_flag_a_later_change_named_known(store: Store) -> None:
+    """The later change registered the flag with its membership (implied, unaudited): undoing the earlier,
+    explicit registration must not leave it unknown to the callers that membership does not name."""
+    applied = await apply(store, {"flipper": 1, "features": {"x": {}}})
+    assert applied["changes"] == [["features", "x", "", "1"]]
+    await change(store, "enable", "x", "group:beta")
+    undone = await run(store, "undo", entry=applied["entry"], actor=ACTOR)
+    assert (undone["entry"], await store.client.smembers("features")) == (None, {"x"})
+    snapshot = await store.snapshot(Context(groups=("other",)), registry=True)
+    assert not unknown("x", snapshot)
+    # With nothing naming it, the same undo forgets it, as it should.
+    again = await apply(store, {"flipper": 1, "features": {"y": {}}})
+    assert (await run(store, "undo", entry=again["entry"], actor=ACTOR))["changes"] == [["features", "y", "1", ""]]
+
+
+async def test_where_no_registry_was_kept_the_plan_registers_what_the_write_does(store: Store) -> None:
+    """The flags such a store names are registered by its first write: the plan counts the very same ones, a
+    field written by hand that Flipper would not write included, a name Flipper refuses not."""
+    await store.client.sadd("global:positive", "a", "")
+    await store.client.hset("global:values", "f", "not json")
+    document = {"flipper": 1, "features": {"a": {"enabled": ["global"]}, "f": {}}}
+    planned = await run(store, "plan", flags_file=document, prune=True)
+    assert planned["changes"] == [["global:positive", "", "1", ""], ["global:values", "f", "not json", ""]]
+    assert (await apply(store, document, prune=True))["changes"] == planned["changes"]
+    assert await store.client.smembers("features") == {"a", "f"}
+    assert (await run(store, "plan", flags_file=document, prune=True))["changes"] == []

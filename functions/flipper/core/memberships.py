@@ -462,12 +462,8 @@ Change = tuple[str, str, str, str]  # key, feature, before, after: as lua/write.
 def plan(current: Memberships, desired: Memberships, features: Iterable[str]) -> list[Change]:
     """The memberships to change so that `features` hold in `current` exactly what they hold in `desired`.
 
-    A store that keeps no registry yet (only ever written around Flipper) knows every flag it names, and its
-    first write registers them all (operations._known_before_registry): so they are planned as registered.
     A registration implied by a membership the plan adds (lua/write.lua registers it) is not planned apart."""
     named = set(features)
-    if not any(key == REGISTRY for key, _ in current):
-        current = {**current, **{(REGISTRY, feature): "1" for _, feature in current}}
     relevant = {m for m in current.keys() | desired.keys() if m[1] in named}
     changes = [
         (key, feature, current.get((key, feature), ""), desired.get((key, feature), ""))

@@ -375,6 +375,9 @@ async def _plan(
 ) -> tuple[int, list[memberships.Change]]:
     features = memberships.check_flags(flags_file, settings)
     revision, current = await memberships.read_state(store)
+    # A store that keeps no registry yet knows every flag it names, and the first write registers them: the
+    # very ones it will register (none once the registry is kept), so that the plan is what the write does.
+    current.update(((REGISTRY, feature), "1") for feature in await _known_before_registry(store, settings))
     named = {feature for _, feature in current} if _flag("prune", prune) else set(features)
     return revision, memberships.plan(current, memberships.memberships_of(features), named | set(features))
 
@@ -441,7 +444,10 @@ async def _known_before_registry(store: Store, settings: Settings) -> list[str]:
     if await store.keeps_registry():
         return []
     try:
-        _, state = await memberships.read_state(store, skipped=[])
+        try:  # a field holding what Flipper would not write names its feature all the same
+            _, state = await memberships.read_state(store)
+        except FlagError:  # a key of another type: left out here, the write refuses it if it touches it
+            _, state = await memberships.read_state(store, skipped=[])
     except StoreError:  # a revision written by hand, say: the write refuses it in its own words
         return []
     return sorted({feature for _, feature in state if _acceptable(feature, settings)})

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from flipper.core.memberships import Change, FlagError
+from flipper.core.memberships import Change, FlagError, read_state
 from flipper.core.model import REGISTRY
 from flipper.core.store import Store
 
@@ -186,5 +186,20 @@ async def undo(
     if later and not force:
         entries = f"entries {', '.join(later)}" if len(later) > 1 else f"entry {later[0]}"
         raise Refused(f"{entries} changed the same flags since {id}; --force undoes anyway")
-    wanted = [(key, member, before) for key, member, before, _ in undone.changes]
+    wanted = await _still_known([(key, member, before) for key, member, before, _ in undone.changes], store)
     return await write(store, wanted, audit={**audit, "undoes": id}, expected_revision=revision, **options)
+
+
+async def _still_known(wanted: list[tuple[str, str, str]], store: Store) -> list[tuple[str, str, str]]:
+    """`wanted` without taking out of the registry a flag that a membership will still name: a later change
+    gave it one, and registered it with it (implied, so no audit entry says so, and no conflict is found).
+    Undone, that registration would leave a flag in use unknown (FLAG_NOT_FOUND) to callers it does not name."""
+    forgotten = {member for key, member, value in wanted if key == REGISTRY and not value}
+    if not forgotten:
+        return wanted
+    _, state = await read_state(store, skipped=[])
+    after = {(key, member) for key, member in state if key != REGISTRY and member in forgotten}
+    after -= {(key, member) for key, member, value in wanted if not value}
+    after |= {(key, member) for key, member, value in wanted if value and key != REGISTRY}
+    named = {member for _, member in after}
+    return [(key, member, value) for key, member, value in wanted if not (key == REGISTRY and member in named)]
