@@ -13,13 +13,15 @@
 -- The registry is the operators', bounded by them. Last seen only moves
 -- forward, whichever instance flushes first. Answers how many features were left out at the bound.
 local limit = tonumber(ARGV[1])
+-- A registry of another type (written by hand) is none here: SISMEMBER on it would fail the script halfway.
+local registry = redis.call('TYPE', KEYS[4])['ok'] == 'set'
 local size = redis.call('HLEN', KEYS[1])
 local dropped = 0
 redis.call('SET', KEYS[3], ARGV[2], 'NX')
 for i = 3, #ARGV, 3 do
   local feature, seen = ARGV[i], tonumber(ARGV[i + 2])
   local known = redis.call('HEXISTS', KEYS[1], feature) == 1
-  if known or size < limit or redis.call('SISMEMBER', KEYS[4], feature) == 1 then
+  if known or size < limit or (registry and redis.call('SISMEMBER', KEYS[4], feature) == 1) then
     if not known then
       size = size + 1
     end

@@ -250,6 +250,17 @@ async def test_names_that_are_no_flag_cannot_take_a_registered_flags_place(flags
     await instance.aclose()
 
 
+async def test_a_registry_of_another_type_is_none_to_the_flush(flags: Store, settings: Settings) -> None:
+    """Written by hand, it must not fail the flush halfway (counts added, the interval logged as lost)."""
+    await flags.client.set("features", "oops")
+    instance = Instance(flags, dataclasses.replace(settings, usage_max_features=1), Clock())
+    for name in ("r1", "r2"):
+        await instance.get(f"/features/{name}")
+    await instance.usage.close(5)
+    assert (await usage(flags))[0] == {"r1": 1}
+    await instance.aclose()
+
+
 async def test_the_lifespan_shutdown_flushes(flags: Store, settings: Settings) -> None:
     app = create_app(sibling(flags), settings)
     async with app.router.lifespan_context(app):
