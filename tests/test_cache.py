@@ -21,10 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.servers import RedisServer
+from flipper.core import replies
 from flipper.core.cache import Cache
 from flipper.core.connection import StoreError, StoreUnavailable, client_from_settings
 from flipper.core.model import Context, flag_keys, rollout_keys
-from flipper.core.rules import parse_rules
+from flipper.core.rules import canonical_json
 from flipper.core.settings import Settings
 from flipper.core.store import Store
 from flipper.serve.app import create_app
@@ -274,24 +275,30 @@ def test_the_memory_bound_holds_and_evicts_the_least_recently_used() -> None:
     assert cache.held(["group:g0:positive"], 0.0) == [None]  # the oldest went first
 
 
-def test_the_memory_bound_counts_everything_parsed_rules_hold() -> None:
-    """Rules are held parsed: their conditions, values, operands and the value they serve count, not only the
-    tuple that holds them (callers cannot write rules, but a store of many rules must fit the budget too)."""
+def _rules_entry(number: int) -> str:
+    condition = {"attribute": f"plan{number}", "operator": "in", "values": [f"p{i}_{number}" for i in range(20)]}
+    version = {"attribute": "app", "operator": "semver_gte", "values": [f"2.{number}.0"]}
+    value = {"tier": f"gold{number}", "limits": [number, number + 1, number + 2]}
+    return canonical_json([{"when": [condition, version], "value": value}])
+
+
+def _values_entry(number: int) -> str:
+    return canonical_json([{} for _ in range(60)] + [number])  # parsed, twenty times its text
+
+
+# Parsed as a read parses them, without the parsers' own memory of the texts (replies._remembered, apart).
+@pytest.mark.parametrize(("parse", "entry"), [(replies._rules, _rules_entry), (replies._value, _values_entry)])
+def test_the_memory_bound_counts_everything_parsed_entries_hold(
+    parse: Callable[[str], Any], entry: Callable[[int], str]
+) -> None:
+    """Rules and values are held parsed: everything they hold counts (their conditions, operands, the data of
+    a value), not only the objects that hold them; callers cannot write them, but a store of many must fit."""
     budget = 1_000_000
     cache = Cache(MAX_AGE, budget)
     tracemalloc.start()
     baseline = tracemalloc.get_traced_memory()[0]
     for number in range(1_000):
-        raw = [
-            {
-                "when": [
-                    {"attribute": f"plan{number}", "operator": "in", "values": [f"p{i}_{number}" for i in range(20)]},
-                    {"attribute": "app", "operator": "semver_gte", "values": [f"2.{number}.0"]},
-                ],
-                "value": {"tier": f"gold{number}", "limits": [number, number + 1, number + 2]},
-            }
-        ]
-        cache.store(f"n{number}:rules", {f"feature_{number}": parse_rules(raw)}, 1, 0.0)
+        cache.store(f"n{number}", {f"feature_{number}": parse(entry(number))}, 1, 0.0)
         assert cache.size <= budget
     held = tracemalloc.get_traced_memory()[0] - baseline
     tracemalloc.stop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import sys
 import time
 import zlib
 from collections.abc import Collection, Mapping, Sequence
@@ -93,8 +94,8 @@ class Value:
     text: str
     data: Any = dataclasses.field(compare=False)
 
-    def __sizeof__(self) -> int:  # what the cache counts: the text, and the parsed data about as large again
-        return object.__sizeof__(self) + 2 * len(self.text)
+    def __sizeof__(self) -> int:  # what the cache counts: the text, and everything the parsed data holds
+        return object.__sizeof__(self) + sys.getsizeof(self.text) + targeting.deep_size(self.data)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -184,13 +184,13 @@ _COMPARE = {
 _NO_VALUE = object()
 
 
-def _deep_size(data: object) -> int:
+def deep_size(data: object) -> int:
     """The bytes `data` takes with everything it holds (JSON-like data: its depth is bounded when parsed)."""
     size = sys.getsizeof(data)
     if isinstance(data, dict):
-        return size + sum(_deep_size(key) + _deep_size(value) for key, value in data.items())
+        return size + sum(deep_size(key) + deep_size(value) for key, value in data.items())
     if isinstance(data, list | tuple):
-        return size + sum(map(_deep_size, data))
+        return size + sum(map(deep_size, data))
     return size
 
 
@@ -217,7 +217,7 @@ class Rule:
 
     def __sizeof__(self) -> int:  # what the cache counts: everything the rule holds, its value included
         held = [(c.attribute, c.values, c.operands) for c in self.when]
-        return object.__sizeof__(self) + sum(map(object.__sizeof__, self.when)) + _deep_size([held, self.value])
+        return object.__sizeof__(self) + sum(map(object.__sizeof__, self.when)) + deep_size([held, self.value])
 
     def as_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"when": [condition.as_data() for condition in self.when]}
